@@ -1,0 +1,1 @@
+//! A Rust Server-Sent Events client.

@@ -1,0 +1,1 @@
+//! The Tidings hub engine.

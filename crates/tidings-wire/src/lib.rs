@@ -1,0 +1,1 @@
+//! The Server-Sent Events wire format, with no I/O.

@@ -1,0 +1,2 @@
+//! The SSE client contract service.
+fn main() {}

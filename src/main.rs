@@ -1,0 +1,36 @@
+//! The `tidings` binary: thin glue from the command line to the workspace's crates.
+//!
+//! Layout: one module per subcommand under [`cmd`]; each owns its clap `Args` struct and a
+//! `run` function. Nothing here holds logic that a library could hold instead.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+/// Tidings: a fast, durable Server-Sent Events hub.
+#[derive(Debug, Parser)]
+#[command(name = "tidings", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Parse an event stream (a file or stdin) and print one JSON object per line.
+    Parse(cmd::parse::ParseArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Parse(args) => cmd::parse::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("tidings: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
