@@ -1,1 +1,2 @@
 //! The Tidings hub engine.
+pub mod topic;

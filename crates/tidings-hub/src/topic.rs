@@ -1,0 +1,668 @@
+//! Topics, subscription patterns and user ids: validation and matching.
+//!
+//! Pure functions and data, no I/O. [`Pattern::matches`] runs for every (event, subscription)
+//! pair the hub considers, so it never allocates: a pattern is parsed once into segments that
+//! are compared against the topic's `/`-separated pieces as the topic is walked.
+//!
+//! The rules (also in `docs/API.md`):
+//! - a **topic** is 1 to 256 bytes without control characters (bytes below 0x20 and 0x7f), made
+//!   of non-empty segments separated by `/`. A published topic is concrete: it contains no `*`
+//!   at all, so that every topic can also be written as a literal pattern;
+//! - a **pattern** may use `*` as a whole segment (exactly one segment) and `**` as the whole
+//!   last segment (one or more further segments). `**` alone matches every topic;
+//! - a **user id** is 1 to 256 bytes without control characters.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// The longest topic, pattern or user id, in bytes.
+pub const MAX_LEN: usize = 256;
+
+/// What a [`TopicError`] is about, so its message names the right thing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    /// A concrete topic, as published.
+    Topic,
+    /// A subscription or permission pattern.
+    Pattern,
+    /// A user id.
+    User,
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Subject::Topic => "topic",
+            Subject::Pattern => "pattern",
+            Subject::User => "user id",
+        })
+    }
+}
+
+/// Why a topic, pattern or user id was refused. Values are quoted with `{:?}` so control
+/// characters show escaped; the length check runs first, so a quoted value is at most
+/// [`MAX_LEN`] bytes.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum TopicError {
+    /// The value is the empty string.
+    #[error("{what} is empty; it needs 1 to 256 bytes")]
+    Empty { what: Subject },
+    /// The value is longer than [`MAX_LEN`] bytes.
+    #[error("{what} is {len} bytes long; the limit is 256 bytes")]
+    TooLong { what: Subject, len: usize },
+    /// The value contains a byte below 0x20 or 0x7f.
+    #[error(
+        "{what} {value:?} contains a control character; only printable characters are allowed"
+    )]
+    ControlChar { what: Subject, value: String },
+    /// Leading, trailing or doubled `/`.
+    #[error(
+        "{what} {value:?} has an empty segment; segments are separated by single `/` \
+         and there is no leading or trailing `/`"
+    )]
+    EmptySegment { what: Subject, value: String },
+    /// A `*` in a concrete (published) topic.
+    #[error(
+        "topic {value:?} contains `*`; a published topic must be concrete \
+         (wildcards are for subscription patterns)"
+    )]
+    Wildcard { value: String },
+    /// `*` or `**` inside a segment, or `**` before the last segment.
+    #[error(
+        "pattern {value:?} has a misplaced wildcard: `*` must be a whole segment, \
+         and `**` only the whole last segment"
+    )]
+    MisplacedWildcard { value: String },
+}
+
+/// Checks the rules shared by topics, patterns and user ids: length and control characters.
+fn check_common(s: &str, what: Subject) -> Result<(), TopicError> {
+    if s.is_empty() {
+        return Err(TopicError::Empty { what });
+    }
+    if s.len() > MAX_LEN {
+        return Err(TopicError::TooLong { what, len: s.len() });
+    }
+    // In UTF-8 every byte of a multi-byte character is >= 0x80, so a byte scan finds exactly
+    // the ASCII control characters.
+    if s.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return Err(TopicError::ControlChar {
+            what,
+            value: s.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks a concrete topic, as given to publish.
+pub fn validate_topic(s: &str) -> Result<(), TopicError> {
+    check_common(s, Subject::Topic)?;
+    if s.split('/').any(str::is_empty) {
+        return Err(TopicError::EmptySegment {
+            what: Subject::Topic,
+            value: s.to_owned(),
+        });
+    }
+    if s.contains('*') {
+        return Err(TopicError::Wildcard {
+            value: s.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks a user id.
+pub fn validate_user(s: &str) -> Result<(), TopicError> {
+    check_common(s, Subject::User)
+}
+
+/// One parsed segment of a pattern. Literal segments are byte ranges into the pattern's text,
+/// so a pattern is two allocations however many segments it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Segment {
+    Literal {
+        start: u16,
+        end: u16,
+    },
+    /// `*`: any one segment.
+    Any,
+}
+
+#[derive(Debug)]
+struct Inner {
+    text: Box<str>,
+    /// The segments before a trailing `**` (all of them when there is none).
+    segments: Box<[Segment]>,
+    /// The pattern ends in `**`: one or more further segments.
+    rest: bool,
+    /// No wildcard at all: matching is string equality.
+    literal: bool,
+}
+
+/// A parsed subscription or permission pattern.
+///
+/// Cloning is a reference-count increment. Equality, ordering and hashing are those of the
+/// pattern's text.
+#[derive(Clone)]
+pub struct Pattern(Arc<Inner>);
+
+impl Pattern {
+    /// Parses and validates a pattern.
+    pub fn parse(s: &str) -> Result<Self, TopicError> {
+        check_common(s, Subject::Pattern)?;
+        let pieces = s.split('/').count();
+        let mut segments = Vec::with_capacity(pieces);
+        let mut rest = false;
+        let mut start = 0usize;
+        for (i, piece) in s.split('/').enumerate() {
+            let end = start + piece.len();
+            match piece {
+                "" => {
+                    return Err(TopicError::EmptySegment {
+                        what: Subject::Pattern,
+                        value: s.to_owned(),
+                    })
+                }
+                "*" => segments.push(Segment::Any),
+                "**" if i + 1 == pieces => rest = true,
+                _ if piece.contains('*') => {
+                    return Err(TopicError::MisplacedWildcard {
+                        value: s.to_owned(),
+                    })
+                }
+                // Both fit in u16: `check_common` bounds the text to MAX_LEN bytes.
+                _ => segments.push(Segment::Literal {
+                    start: start as u16,
+                    end: end as u16,
+                }),
+            }
+            start = end + 1;
+        }
+        let literal = !rest
+            && segments
+                .iter()
+                .all(|s| matches!(s, Segment::Literal { .. }));
+        Ok(Pattern(Arc::new(Inner {
+            text: s.into(),
+            segments: segments.into_boxed_slice(),
+            rest,
+            literal,
+        })))
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.0.text
+    }
+
+    /// True when the pattern has no wildcard, so it matches exactly the topic equal to its text.
+    pub fn is_literal(&self) -> bool {
+        self.0.literal
+    }
+
+    fn literal(&self, start: u16, end: u16) -> &str {
+        &self.0.text[usize::from(start)..usize::from(end)]
+    }
+
+    /// Whether the pattern matches `topic`, which the caller has validated with
+    /// [`validate_topic`]. Never allocates.
+    pub fn matches(&self, topic: &str) -> bool {
+        if self.is_literal() {
+            return self.as_str() == topic;
+        }
+        self.matches_segments(topic.split('/'))
+    }
+
+    /// Walks the topic's segments against the pattern's: each pattern segment consumes one
+    /// topic segment, and a trailing `**` needs at least one more.
+    fn matches_segments<'t>(&self, mut topic: impl Iterator<Item = &'t str>) -> bool {
+        for seg in self.0.segments.iter() {
+            let Some(piece) = topic.next() else {
+                return false;
+            };
+            if let Segment::Literal { start, end } = *seg {
+                if self.literal(start, end) != piece {
+                    return false;
+                }
+            }
+        }
+        let more = topic.next().is_some();
+        more == self.0.rest
+    }
+
+    /// Whether the pattern allows the user target `user`, which stands for the topic
+    /// `users/{user}`.
+    ///
+    /// A user id may itself contain `/` (an OIDC `sub` is often a URL), so beyond plain topic
+    /// matching, a pattern whose first segment matches `users` and whose second and last
+    /// segment is `*` allows every user: `users/*` means "any user", as DESIGN.md promises.
+    pub fn matches_user(&self, user: &str) -> bool {
+        let inner = &*self.0;
+        let users_then_any = !inner.rest
+            && inner.segments.len() == 2
+            && inner.segments[1] == Segment::Any
+            && match inner.segments[0] {
+                Segment::Any => true,
+                Segment::Literal { start, end } => self.literal(start, end) == "users",
+            };
+        if users_then_any {
+            return true;
+        }
+        if self.is_literal() {
+            return self.as_str().strip_prefix("users/") == Some(user);
+        }
+        self.matches_segments(std::iter::once("users").chain(user.split('/')))
+    }
+
+    /// True when every topic that `other` matches, `self` matches too: subscribing to `other`
+    /// is allowed by a grant of `self`.
+    ///
+    /// Exact for unbounded topics. It ignores the 256-byte limit, which can only make it
+    /// answer `false` where a bounded check would find `true`, never the reverse.
+    pub fn covers(&self, other: &Pattern) -> bool {
+        let (a, b) = (&*self.0, &*other.0);
+        // Lengths (in segments) of the topics each matches: exactly n, or n+1 and more.
+        let lengths_ok = match (a.rest, b.rest) {
+            (false, false) => a.segments.len() == b.segments.len(),
+            (false, true) => false,
+            (true, false) => b.segments.len() > a.segments.len(),
+            (true, true) => b.segments.len() >= a.segments.len(),
+        };
+        if !lengths_ok {
+            return false;
+        }
+        // Where `self` has a literal, `other` must have the same literal: a `*` in `other`
+        // matches infinitely many segments, and (lengths_ok) `other` has a segment there.
+        a.segments
+            .iter()
+            .zip(b.segments.iter())
+            .all(|(sa, sb)| match (*sa, *sb) {
+                (Segment::Any, _) => true,
+                (Segment::Literal { .. }, Segment::Any) => false,
+                (
+                    Segment::Literal { start: s1, end: e1 },
+                    Segment::Literal { start: s2, end: e2 },
+                ) => self.literal(s1, e1) == other.literal(s2, e2),
+            })
+    }
+}
+
+impl fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Pattern").field(&self.as_str()).finish()
+    }
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Pattern {
+    type Err = TopicError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Pattern::parse(s)
+    }
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Pattern {}
+
+impl std::hash::Hash for Pattern {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialOrd for Pattern {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Pattern {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl serde::Serialize for Pattern {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Pattern {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Pattern::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn p(s: &str) -> Pattern {
+        Pattern::parse(s).unwrap()
+    }
+
+    #[test]
+    fn topics_of_printable_text_with_segments_are_valid() {
+        for t in [
+            "orders",
+            "orders/42",
+            "a b/ç/日本",
+            "users/alice",
+            "~!@#$%^&()",
+        ] {
+            assert_eq!(validate_topic(t), Ok(()), "{t}");
+        }
+        assert_eq!(validate_topic(&"x".repeat(256)), Ok(()));
+    }
+
+    #[test]
+    fn topic_rules_are_enforced_with_typed_errors() {
+        use Subject::Topic;
+        assert_eq!(validate_topic(""), Err(TopicError::Empty { what: Topic }));
+        assert_eq!(
+            validate_topic(&"x".repeat(257)),
+            Err(TopicError::TooLong {
+                what: Topic,
+                len: 257
+            })
+        );
+        for t in ["a\nb", "a\tb", "\0", "a\u{7f}"] {
+            assert_eq!(
+                validate_topic(t),
+                Err(TopicError::ControlChar {
+                    what: Topic,
+                    value: t.into()
+                })
+            );
+        }
+        for t in ["/a", "a/", "a//b", "/"] {
+            assert_eq!(
+                validate_topic(t),
+                Err(TopicError::EmptySegment {
+                    what: Topic,
+                    value: t.into()
+                })
+            );
+        }
+        for t in ["*", "a/**", "orders/*/x", "ord*"] {
+            assert_eq!(
+                validate_topic(t),
+                Err(TopicError::Wildcard { value: t.into() })
+            );
+        }
+    }
+
+    #[test]
+    fn error_messages_name_the_value_and_escape_control_characters() {
+        let msg = validate_topic("a\nb").unwrap_err().to_string();
+        assert!(msg.contains(r#""a\nb""#), "{msg}");
+        let msg = Pattern::parse("ord*").unwrap_err().to_string();
+        assert!(
+            msg.contains("\"ord*\"") && msg.contains("whole segment"),
+            "{msg}"
+        );
+        let msg = validate_user("").unwrap_err().to_string();
+        assert!(msg.starts_with("user id is empty"), "{msg}");
+    }
+
+    #[test]
+    fn user_ids_allow_any_printable_text_up_to_256_bytes() {
+        for u in ["alice", "a/b", "https://id.example/u/1", "*", "Zoë 42"] {
+            assert_eq!(validate_user(u), Ok(()), "{u}");
+        }
+        assert!(validate_user("").is_err());
+        assert!(validate_user(&"u".repeat(257)).is_err());
+        assert!(validate_user("a\rb").is_err());
+    }
+
+    #[test]
+    fn wildcards_must_be_whole_segments_and_double_star_last() {
+        for ok in ["*", "**", "a/*", "*/b", "a/*/c", "a/**", "*/**", "*/*"] {
+            assert!(Pattern::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["ord*", "a**", "a/**/b", "**/a", "***", "a/*b", "** "] {
+            assert_eq!(
+                Pattern::parse(bad),
+                Err(TopicError::MisplacedWildcard { value: bad.into() }),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            Pattern::parse("a//*"),
+            Err(TopicError::EmptySegment { .. })
+        ));
+        assert!(matches!(Pattern::parse(""), Err(TopicError::Empty { .. })));
+    }
+
+    #[test]
+    fn star_matches_exactly_one_segment() {
+        let pat = p("orders/*");
+        assert!(pat.matches("orders/42"));
+        assert!(!pat.matches("orders"));
+        assert!(!pat.matches("orders/42/items"));
+        assert!(!pat.matches("order/42"));
+        assert!(p("*/x").matches("a/x"));
+        assert!(!p("*/x").matches("a/y"));
+    }
+
+    #[test]
+    fn double_star_matches_one_or_more_further_segments() {
+        let pat = p("tenant/7/**");
+        assert!(pat.matches("tenant/7/a"));
+        assert!(pat.matches("tenant/7/a/b"));
+        assert!(!pat.matches("tenant/7"));
+        assert!(!pat.matches("tenant/70/a"));
+        assert!(p("**").matches("anything/at/all"));
+        assert!(p("**").matches("broadcast"));
+    }
+
+    #[test]
+    fn literal_patterns_match_only_their_own_text() {
+        let pat = p("orders/42");
+        assert!(pat.is_literal());
+        assert!(pat.matches("orders/42"));
+        assert!(!pat.matches("orders/420"));
+        assert!(!p("orders/*").is_literal());
+        assert!(!p("orders/**").is_literal());
+    }
+
+    #[test]
+    fn users_star_allows_every_user_even_with_slashes() {
+        for u in ["alice", "a/b", "https://id.example/u/1"] {
+            assert!(p("users/*").matches_user(u), "{u}");
+            assert!(p("users/**").matches_user(u), "{u}");
+            assert!(p("**").matches_user(u), "{u}");
+        }
+        assert!(p("users/alice").matches_user("alice"));
+        assert!(!p("users/alice").matches_user("bob"));
+        assert!(p("users/a/b").matches_user("a/b"));
+        assert!(!p("users").matches_user("alice"));
+        assert!(!p("orders/*").matches_user("alice"));
+        assert!(!p("users/*/x").matches_user("alice"));
+        assert!(!p("broadcast").matches_user("alice"));
+    }
+
+    #[test]
+    fn covers_examples() {
+        assert!(p("**").covers(&p("orders/*")));
+        assert!(p("orders/*").covers(&p("orders/42")));
+        assert!(p("orders/**").covers(&p("orders/*")));
+        assert!(p("orders/**").covers(&p("orders/*/items/**")));
+        assert!(p("*/x").covers(&p("a/x")));
+        assert!(!p("orders/*").covers(&p("orders/**")));
+        assert!(!p("orders/42").covers(&p("orders/*")));
+        assert!(!p("orders/**").covers(&p("orders")));
+        assert!(!p("a/b/**").covers(&p("a/**")));
+        assert!(!p("a/*").covers(&p("b/*")));
+    }
+
+    #[test]
+    fn equality_and_hash_follow_the_text() {
+        use std::collections::HashSet;
+        let set: HashSet<Pattern> = [p("a/*"), p("a/*"), p("a/**")].into_iter().collect();
+        assert_eq!(set.len(), 2);
+        assert_eq!(format!("{:?}", p("a/*")), r#"Pattern("a/*")"#);
+    }
+
+    #[test]
+    fn patterns_serialize_as_strings_and_reject_invalid_ones() {
+        let pat: Pattern = serde_json::from_str(r#""news/**""#).unwrap();
+        assert_eq!(pat, p("news/**"));
+        assert_eq!(serde_json::to_string(&pat).unwrap(), r#""news/**""#);
+        assert!(serde_json::from_str::<Pattern>(r#""ord*""#).is_err());
+    }
+
+    /// The obvious recursive definition, to check the iterative matcher against.
+    fn reference_match(pat: &[&str], topic: &[&str]) -> bool {
+        match (pat.split_first(), topic.split_first()) {
+            (Some((&"**", [])), _) => !topic.is_empty(),
+            (Some((&"*", prest)), Some((_, trest))) => reference_match(prest, trest),
+            (Some((lit, prest)), Some((t, trest))) => lit == t && reference_match(prest, trest),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+
+    /// Patterns over the alphabet {a, b, *} with up to 3 segments and an optional `**`.
+    fn small_patterns() -> Vec<Pattern> {
+        let mut by_len: Vec<Vec<Vec<&str>>> = vec![vec![vec![]]];
+        for n in 1..=3 {
+            let longer = by_len[n - 1]
+                .iter()
+                .flat_map(|v| ["a", "b", "*"].map(|s| [&v[..], &[s]].concat()));
+            by_len.push(longer.collect());
+        }
+        let mut out = Vec::new();
+        for segs in by_len.into_iter().flatten() {
+            if !segs.is_empty() {
+                out.push(p(&segs.join("/")));
+            }
+            out.push(p(&[&segs[..], &["**"]].concat().join("/")));
+        }
+        out
+    }
+
+    /// Every topic over {a, b, c} of 1 to 5 segments: enough to find a witness for any pair of
+    /// small patterns where one does not cover the other (`c` never appears in a pattern).
+    fn small_topics() -> Vec<String> {
+        let mut out: Vec<String> = vec![];
+        let mut last: Vec<String> = vec![String::new()];
+        for _ in 0..5 {
+            last = last
+                .iter()
+                .flat_map(|t| {
+                    ["a", "b", "c"].map(|s| {
+                        if t.is_empty() {
+                            s.into()
+                        } else {
+                            format!("{t}/{s}")
+                        }
+                    })
+                })
+                .collect();
+            out.extend(last.iter().cloned());
+        }
+        out
+    }
+
+    #[test]
+    fn covers_is_exactly_topic_set_inclusion_for_small_patterns() {
+        let patterns = small_patterns();
+        assert_eq!(patterns.len(), 79);
+        let topics = small_topics();
+        let matched: Vec<Vec<bool>> = patterns
+            .iter()
+            .map(|pat| topics.iter().map(|t| pat.matches(t)).collect())
+            .collect();
+        for (i, a) in patterns.iter().enumerate() {
+            for (j, b) in patterns.iter().enumerate() {
+                let included = matched[j]
+                    .iter()
+                    .zip(&matched[i])
+                    .all(|(&mb, &ma)| !mb || ma);
+                assert_eq!(a.covers(b), included, "{a} covers {b}");
+            }
+        }
+    }
+
+    fn segment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("a".to_string()),
+            Just("b".to_string()),
+            Just("*".to_string()),
+            "[a-c é日]{1,3}",
+        ]
+    }
+
+    fn pattern_text() -> impl Strategy<Value = String> {
+        (prop::collection::vec(segment(), 0..5), any::<bool>()).prop_filter_map(
+            "empty pattern",
+            |(mut segs, rest)| {
+                if rest {
+                    segs.push("**".into());
+                }
+                (!segs.is_empty()).then(|| segs.join("/"))
+            },
+        )
+    }
+
+    fn topic_text() -> impl Strategy<Value = String> {
+        prop::collection::vec(prop_oneof![Just("a"), Just("b"), Just("c")], 1..7)
+            .prop_map(|segs| segs.join("/"))
+    }
+
+    proptest! {
+        #[test]
+        fn covering_pattern_matches_whatever_the_covered_one_matches(
+            a in pattern_text(), b in pattern_text(), topics in prop::collection::vec(topic_text(), 1..20)
+        ) {
+            let (a, b) = (p(&a), p(&b));
+            if a.covers(&b) {
+                for t in &topics {
+                    prop_assert!(!b.matches(t) || a.matches(t), "{a} covers {b} but not {t}");
+                }
+            }
+        }
+
+        #[test]
+        fn matcher_agrees_with_the_recursive_definition(pat in pattern_text(), topic in topic_text()) {
+            let segs: Vec<&str> = pat.split('/').collect();
+            let tsegs: Vec<&str> = topic.split('/').collect();
+            prop_assert_eq!(p(&pat).matches(&topic), reference_match(&segs, &tsegs));
+        }
+
+        #[test]
+        fn parse_then_display_round_trips(text in pattern_text()) {
+            let pat = p(&text);
+            prop_assert_eq!(pat.to_string(), text.clone());
+            prop_assert_eq!(text.parse::<Pattern>().unwrap(), pat);
+        }
+
+        #[test]
+        fn every_pattern_covers_itself(text in pattern_text()) {
+            let pat = p(&text);
+            prop_assert!(pat.covers(&pat));
+        }
+
+        #[test]
+        fn validation_never_panics_on_arbitrary_text(s in "\\PC{0,40}|[\\x00-\\x7f]{0,10}") {
+            let _ = validate_topic(&s);
+            let _ = validate_user(&s);
+            let _ = Pattern::parse(&s);
+        }
+    }
+}
