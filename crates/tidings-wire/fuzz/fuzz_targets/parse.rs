@@ -1,0 +1,7 @@
+//! Fuzzes the parser: no panic on any bytes, and the same output whatever the chunking.
+#![no_main]
+
+#[path = "../checks.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|input: &[u8]| checks::parse(input));
