@@ -1,2 +1,50 @@
-//! The Tidings hub engine.
+//! The Tidings hub engine: topics, delivery, history and auth, served as an axum `Router`.
+//!
+//! Embed it in an axum application in a few lines:
+//!
+//! ```no_run
+//! use tidings_hub::{Hub, HubConfig, Publish};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let hub = Hub::new(HubConfig { dev: true, ..Default::default() })?;
+//! let app = axum::Router::new().merge(tidings_hub::router(hub.clone()));
+//! hub.publish(Publish::to_topic("orders/42").event("order.paid").json(&42)?)?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! - [`config`]: every tunable, its default and its validation.
+//! - [`topic`]: topics, subscription patterns (`*`, `**`) and user ids.
+//! - [`auth`]: tokens (JWT HS256/RS256/ES256), publish keys, and what a principal may do.
+//! - [`publish`]: what a publisher asks for; validated before an id is assigned.
+//! - `hub`: the engine: the publish sequencer, admission, housekeeping (heartbeats, expiry), drain.
+//! - `registry`: who is connected and the index the fan-out walks.
+//! - `conn`: one subscriber's bounded queue and the response body that drains it (the hot path).
+//! - [`history`]: the replay log behind the [`HistoryStore`] trait; in memory today.
+//! - `http`, `body`, `error`: routes, request bodies, the JSON error shape.
+//! - [`server`]: the accept loop with header timeouts and graceful shutdown.
+//! - `metrics`: counters rendered for `/metrics`.
+
+pub mod auth;
+mod body;
+pub mod config;
+mod conn;
+mod error;
+pub mod event;
+pub mod history;
+mod http;
+mod hub;
+mod metrics;
+pub mod publish;
+mod registry;
+pub mod server;
 pub mod topic;
+
+pub use config::{ConfigError, HubConfig};
+pub use history::{HistoryStore, MemoryStore};
+pub use http::router;
+pub use hub::{Hub, HubError};
+pub use publish::{Payload, Publish, PublishError, Published};
+pub use server::serve;

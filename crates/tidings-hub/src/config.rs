@@ -1,0 +1,213 @@
+//! The hub's typed configuration: every tunable with its default and its validation.
+//!
+//! The `tidings` binary fills this from flags, `TIDINGS_*` variables and a TOML file; an
+//! embedding application builds it directly (`HubConfig { dev: true, ..Default::default() }`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Everything the hub engine can be told.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Anonymous subscribe, publish and admin (loopback listeners only; enforced by `serve`).
+    pub dev: bool,
+    /// HS256 secret for tokens.
+    pub jwt_secret: Option<String>,
+    /// PEM public key for RS256 / ES256 tokens.
+    pub jwt_public_key_pem: Option<Vec<u8>>,
+    /// Static bearer keys for server-side publishers.
+    pub publish_keys: Vec<String>,
+    /// Patterns anonymous clients may subscribe to.
+    pub public_topics: Vec<String>,
+    /// Allowed CORS origins (`*` for any); empty means no CORS headers.
+    pub cors_origins: Vec<String>,
+    /// Idle time after which a stream gets a heartbeat comment.
+    pub heartbeat: Duration,
+    /// Reconnection delay announced with `retry:` at stream start.
+    pub retry: Duration,
+    /// Per-connection queue bound; past it the subscriber is disconnected.
+    pub queue_bytes: usize,
+    /// Streams in all.
+    pub max_connections: usize,
+    /// Streams per token subject.
+    pub max_connections_per_user: usize,
+    /// Streams per client IP address.
+    pub max_connections_per_ip: usize,
+    /// `topic=` patterns per stream.
+    pub max_topics: usize,
+    /// Largest encoded event.
+    pub max_event_bytes: usize,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Events kept for replay.
+    pub history_max_events: usize,
+    /// Bytes of encoded events kept for replay.
+    pub history_max_bytes: usize,
+    /// Time a client has to send its request head.
+    pub header_timeout: Duration,
+    /// Longest graceful drain on shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            dev: false,
+            jwt_secret: None,
+            jwt_public_key_pem: None,
+            publish_keys: Vec::new(),
+            public_topics: Vec::new(),
+            cors_origins: Vec::new(),
+            heartbeat: Duration::from_secs(15),
+            retry: Duration::from_secs(3),
+            queue_bytes: 1 << 20,
+            max_connections: 100_000,
+            max_connections_per_user: 100,
+            max_connections_per_ip: 10_000,
+            max_topics: 64,
+            max_event_bytes: 512 << 10,
+            max_body_bytes: 1 << 20,
+            history_max_events: 100_000,
+            history_max_bytes: 256 << 20,
+            header_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A configuration value that cannot work; the message names the option.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[error("invalid --{option}: {reason}")]
+pub struct ConfigError {
+    /// The option's flag name, without dashes.
+    pub option: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+fn bad(option: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        option,
+        reason: reason.into(),
+    }
+}
+
+impl HubConfig {
+    /// Checks every value; the first problem is returned, naming its option.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("queue-bytes", self.queue_bytes),
+            ("max-connections", self.max_connections),
+            ("max-connections-per-user", self.max_connections_per_user),
+            ("max-connections-per-ip", self.max_connections_per_ip),
+            ("max-topics", self.max_topics),
+            ("max-event-bytes", self.max_event_bytes),
+            ("max-body-bytes", self.max_body_bytes),
+            ("history-max-events", self.history_max_events),
+            ("history-max-bytes", self.history_max_bytes),
+        ];
+        for (option, value) in positive {
+            if value == 0 {
+                return Err(bad(option, "must be at least 1"));
+            }
+        }
+        let durations = [
+            ("heartbeat", self.heartbeat),
+            ("header-timeout", self.header_timeout),
+        ];
+        for (option, value) in durations {
+            if value < Duration::from_millis(10) {
+                return Err(bad(option, "must be at least 10ms"));
+            }
+        }
+        if self.retry.as_millis() > u128::from(u32::MAX) {
+            return Err(bad("retry", "is too long"));
+        }
+        if let Some(secret) = &self.jwt_secret {
+            if secret.len() < 16 {
+                return Err(bad(
+                    "jwt-secret",
+                    "must be at least 16 bytes (a short HMAC secret can be guessed)",
+                ));
+            }
+        }
+        for key in &self.publish_keys {
+            if key.len() < 16 {
+                return Err(bad("publish-key", "must be at least 16 bytes"));
+            }
+        }
+        for origin in &self.cors_origins {
+            if origin.is_empty() || origin.chars().any(|c| c.is_control() || c == ' ') {
+                return Err(bad("cors-origin", format!("{origin:?} is not an origin")));
+            }
+        }
+        for pattern in &self.public_topics {
+            crate::topic::Pattern::parse(pattern)
+                .map_err(|e| bad("public-topic", format!("{pattern:?}: {e}")))?;
+        }
+        if self.max_event_bytes > self.queue_bytes {
+            return Err(bad(
+                "max-event-bytes",
+                "must not exceed --queue-bytes (such an event could never be queued)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `--dev` is only for loopback listeners.
+    pub fn check_listen(&self, addr: SocketAddr) -> Result<(), ConfigError> {
+        if self.dev && !addr.ip().is_loopback() {
+            return Err(bad(
+                "dev",
+                format!("only allowed on a loopback address, not {addr}; drop --dev or listen on 127.0.0.1"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        HubConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn zero_limit_is_rejected_naming_the_option() {
+        let cfg = HubConfig {
+            max_topics: 0,
+            ..Default::default()
+        };
+        let err = cfg.validate().unwrap_err();
+        assert_eq!(err.option, "max-topics");
+        assert!(err.to_string().contains("--max-topics"));
+    }
+
+    #[test]
+    fn short_jwt_secret_is_rejected() {
+        let cfg = HubConfig {
+            jwt_secret: Some("short".into()),
+            ..Default::default()
+        };
+        assert_eq!(cfg.validate().unwrap_err().option, "jwt-secret");
+    }
+
+    #[test]
+    fn dev_mode_refuses_public_addresses() {
+        let cfg = HubConfig {
+            dev: true,
+            ..Default::default()
+        };
+        assert!(cfg.check_listen("127.0.0.1:8080".parse().unwrap()).is_ok());
+        assert!(cfg.check_listen("[::1]:8080".parse().unwrap()).is_ok());
+        assert_eq!(
+            cfg.check_listen("0.0.0.0:8080".parse().unwrap())
+                .unwrap_err()
+                .option,
+            "dev"
+        );
+    }
+}

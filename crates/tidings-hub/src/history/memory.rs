@@ -1,0 +1,192 @@
+//! The bounded in-memory history: a ring of shared events, oldest first.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use super::{Bounds, HistoryStore, ReplayFilter, StoreError};
+use crate::event::{EventId, StoredEvent};
+
+/// Keeps at most `max_events` events and `max_bytes` of frames; the oldest go first.
+#[derive(Debug)]
+pub struct MemoryStore {
+    inner: RwLock<Ring>,
+    max_events: usize,
+    max_bytes: usize,
+}
+
+#[derive(Debug)]
+struct Ring {
+    events: VecDeque<Arc<StoredEvent>>,
+    bytes: usize,
+    floor: EventId,
+    newest: EventId,
+}
+
+impl MemoryStore {
+    /// An empty store whose history starts after `start` (ids at or below it are "too old").
+    pub fn new(start: EventId, max_events: usize, max_bytes: usize) -> Self {
+        Self {
+            inner: RwLock::new(Ring {
+                events: VecDeque::new(),
+                bytes: 0,
+                floor: start,
+                newest: start,
+            }),
+            max_events: max_events.max(1),
+            max_bytes: max_bytes.max(1),
+        }
+    }
+}
+
+impl HistoryStore for MemoryStore {
+    fn append(&self, events: &[Arc<StoredEvent>]) -> Result<(), StoreError> {
+        let mut ring = self.inner.write();
+        for event in events {
+            debug_assert!(event.id > ring.newest, "ids must grow");
+            ring.newest = event.id;
+            ring.bytes += event.frame.len();
+            ring.events.push_back(Arc::clone(event));
+        }
+        while ring.events.len() > self.max_events
+            || (ring.bytes > self.max_bytes && ring.events.len() > 1)
+        {
+            let Some(old) = ring.events.pop_front() else {
+                break;
+            };
+            ring.bytes -= old.frame.len();
+            ring.floor = old.id;
+        }
+        Ok(())
+    }
+
+    fn read(
+        &self,
+        after: EventId,
+        upto: EventId,
+        filter: &ReplayFilter<'_>,
+        limit: usize,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        let ring = self.inner.read();
+        if after < ring.floor {
+            return Err(StoreError::Gap(after));
+        }
+        // Ids grow along the ring, so the start is a binary search, not a scan.
+        let start = ring.events.partition_point(|e| e.id <= after);
+        Ok(ring
+            .events
+            .range(start..)
+            .take_while(|e| e.id <= upto)
+            .filter(|e| filter.accepts(e))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    fn bounds(&self) -> Bounds {
+        let ring = self.inner.read();
+        Bounds {
+            floor: ring.floor,
+            newest: ring.newest,
+        }
+    }
+
+    fn size(&self) -> (usize, usize) {
+        let ring = self.inner.read();
+        (ring.events.len(), ring.bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topic::Pattern;
+    use bytes::Bytes;
+
+    fn event(id: u64, topic: &str) -> Arc<StoredEvent> {
+        Arc::new(StoredEvent {
+            id: EventId(id),
+            topics: vec![Arc::from(topic)].into(),
+            users: Box::new([]),
+            broadcast: false,
+            frame: Bytes::from(format!("id: {id}\ndata: x\n\n")),
+        })
+    }
+
+    fn all() -> Vec<Pattern> {
+        vec![Pattern::parse("**").unwrap()]
+    }
+
+    #[test]
+    fn reads_only_after_the_position_and_up_to_the_seam() {
+        let store = MemoryStore::new(EventId(10), 100, 1 << 20);
+        store
+            .append(&(11..=20).map(|i| event(i, "a")).collect::<Vec<_>>())
+            .unwrap();
+        let patterns = all();
+        let filter = ReplayFilter {
+            patterns: &patterns,
+            user: None,
+        };
+        let got = store.read(EventId(14), EventId(17), &filter, 100).unwrap();
+        assert_eq!(
+            got.iter().map(|e| e.id.0).collect::<Vec<_>>(),
+            vec![15, 16, 17]
+        );
+    }
+
+    #[test]
+    fn retention_by_count_moves_the_floor_and_reports_a_gap() {
+        let store = MemoryStore::new(EventId(0), 5, 1 << 20);
+        store
+            .append(&(1..=20).map(|i| event(i, "a")).collect::<Vec<_>>())
+            .unwrap();
+        assert_eq!(
+            store.bounds(),
+            Bounds {
+                floor: EventId(15),
+                newest: EventId(20)
+            }
+        );
+        let patterns = all();
+        let filter = ReplayFilter {
+            patterns: &patterns,
+            user: None,
+        };
+        assert!(matches!(
+            store.read(EventId(3), EventId(20), &filter, 10),
+            Err(StoreError::Gap(_))
+        ));
+        assert_eq!(
+            store
+                .read(EventId(15), EventId(20), &filter, 10)
+                .unwrap()
+                .len(),
+            5
+        );
+    }
+
+    #[test]
+    fn retention_by_bytes_keeps_the_newest_event() {
+        let store = MemoryStore::new(EventId(0), 100, 1);
+        store.append(&[event(1, "a"), event(2, "a")]).unwrap();
+        assert_eq!(store.size().0, 1);
+        assert_eq!(store.bounds().floor, EventId(1));
+    }
+
+    #[test]
+    fn filter_skips_other_topics() {
+        let store = MemoryStore::new(EventId(0), 100, 1 << 20);
+        store
+            .append(&[event(1, "a"), event(2, "b"), event(3, "a")])
+            .unwrap();
+        let patterns = vec![Pattern::parse("a").unwrap()];
+        let filter = ReplayFilter {
+            patterns: &patterns,
+            user: None,
+        };
+        let got = store.read(EventId(0), EventId(3), &filter, 10).unwrap();
+        assert_eq!(got.iter().map(|e| e.id.0).collect::<Vec<_>>(), vec![1, 3]);
+    }
+}

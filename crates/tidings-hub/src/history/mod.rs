@@ -1,0 +1,73 @@
+//! Where published events are kept for replay, behind one trait.
+//!
+//! The hub calls a store from its publish sequencer, in id order, and reads from it when a
+//! client resumes. `memory` is the bounded in-memory store; a durable store implements the same
+//! trait.
+
+mod memory;
+
+use std::sync::Arc;
+
+pub use memory::MemoryStore;
+
+use crate::event::{EventId, StoredEvent};
+use crate::topic::Pattern;
+
+/// What a resuming connection may see.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayFilter<'a> {
+    /// Its subscriptions.
+    pub patterns: &'a [Pattern],
+    /// Its user, if its token has a subject.
+    pub user: Option<&'a str>,
+}
+
+impl ReplayFilter<'_> {
+    /// Whether the event is one this connection would have received live.
+    pub fn accepts(&self, event: &StoredEvent) -> bool {
+        event.visible_to(self.patterns, self.user)
+    }
+}
+
+/// The ids a store can speak for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// Every event with an id above this is still retained (the newest dropped id, or the
+    /// position the store started from).
+    pub floor: EventId,
+    /// The newest id appended (equal to `floor` when nothing is retained).
+    pub newest: EventId,
+}
+
+/// A history store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The position to read from has been dropped by retention.
+    #[error("events after {0} are no longer retained")]
+    Gap(EventId),
+    /// The store cannot take writes (disk full, read-only, ...).
+    #[error("history unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// An append-only, bounded log of events, read by position and filter.
+pub trait HistoryStore: Send + Sync + 'static {
+    /// Appends events whose ids are strictly greater than every id appended before.
+    fn append(&self, events: &[Arc<StoredEvent>]) -> Result<(), StoreError>;
+
+    /// Up to `limit` events with `after < id <= upto` that `filter` accepts, in id order.
+    /// `Err(Gap)` when events after `after` have been dropped.
+    fn read(
+        &self,
+        after: EventId,
+        upto: EventId,
+        filter: &ReplayFilter<'_>,
+        limit: usize,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError>;
+
+    /// The retained range.
+    fn bounds(&self) -> Bounds;
+
+    /// Number of events and bytes retained, for metrics.
+    fn size(&self) -> (usize, usize);
+}

@@ -1,0 +1,377 @@
+//! The HTTP surface: routes, credentials, and the handlers that call the engine.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use crate::auth::{AuthError, Principal};
+use crate::body::{parse_message, parse_publish, read_json_body};
+use crate::conn::SseBody;
+use crate::error::ApiError;
+use crate::hub::{Hub, SubscribeSpec};
+use crate::publish::Publish;
+use crate::registry::Limit;
+use crate::topic::{validate_user, Pattern};
+
+/// The hub's routes, ready to serve or to merge into a host application's router.
+pub fn router(hub: Hub) -> Router {
+    Router::new()
+        .route("/events", get(subscribe))
+        .route("/publish", post(publish))
+        .route("/notify/{user}", post(notify))
+        .route("/broadcast", post(broadcast))
+        .route("/clients", get(clients))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(middleware::from_fn_with_state(hub.clone(), cors))
+        .with_state(hub)
+}
+
+/// The raw bearer value: `Authorization: Bearer`, then `access_token=`, then the cookie.
+fn credential<'a>(
+    headers: &'a HeaderMap,
+    query: &'a [(String, String)],
+) -> Result<Option<&'a str>, ApiError> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let value = value
+            .to_str()
+            .map_err(|_| ApiError::unauthorized("the Authorization header is not readable text"))?;
+        let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+            return Err(ApiError::unauthorized("use Authorization: Bearer <token>"));
+        }
+        return Ok(Some(token.trim()));
+    }
+    if let Some((_, token)) = query.iter().find(|(k, _)| k == "access_token") {
+        return Ok(Some(token.as_str()));
+    }
+    for cookies in headers.get_all(header::COOKIE) {
+        let Ok(cookies) = cookies.to_str() else {
+            continue;
+        };
+        for pair in cookies.split(';') {
+            if let Some(("tidings_token", token)) = pair.trim().split_once('=') {
+                return Ok(Some(token));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn auth_error(hub: &Hub, err: AuthError) -> ApiError {
+    hub.inner.metrics.rejected_auth.inc();
+    ApiError::unauthorized(err.to_string())
+}
+
+fn principal(
+    hub: &Hub,
+    headers: &HeaderMap,
+    query: &[(String, String)],
+) -> Result<Principal, ApiError> {
+    let token =
+        credential(headers, query).inspect_err(|_| hub.inner.metrics.rejected_auth.inc())?;
+    hub.inner
+        .auth
+        .authenticate(token)
+        .map_err(|e| auth_error(hub, e))
+}
+
+fn query_pairs(uri: &Uri) -> Result<Vec<(String, String)>, ApiError> {
+    Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map(|q| q.0)
+        .map_err(|e| {
+            ApiError::bad_request("invalid_request", format!("unreadable query string: {e}"))
+        })
+}
+
+/// 401 for anonymous callers, 403 for identified ones.
+fn denied(p: &Principal, what: String) -> ApiError {
+    if p.is_anonymous() {
+        ApiError::unauthorized(format!("{what}: credentials required"))
+    } else {
+        ApiError::forbidden(format!("{what}: not allowed by your token"))
+    }
+}
+
+async fn subscribe(State(hub): State<Hub>, req: Request) -> Result<Response, ApiError> {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    if hub.is_draining() {
+        return Err(ApiError::draining());
+    }
+    let headers = req.headers();
+    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.to_str().map_or(true, |v| v.trim() != "0"));
+    if has_body {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "GET /events takes no request body",
+        ));
+    }
+    let query = query_pairs(req.uri())?;
+    let principal = principal(&hub, headers, &query)?;
+    let config = hub.config();
+    let requested: Vec<&str> = query
+        .iter()
+        .filter(|(k, _)| k == "topic")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if requested.len() > config.max_topics {
+        hub.inner.metrics.rejected_limit.inc();
+        return Err(ApiError::limit(format!(
+            "{} topics requested, at most {} per connection (--max-topics)",
+            requested.len(),
+            config.max_topics
+        )));
+    }
+    let mut patterns: Vec<Pattern> = Vec::with_capacity(requested.len());
+    for t in requested {
+        let p = Pattern::parse(t)
+            .map_err(|e| ApiError::bad_request("invalid_topic", format!("topic {t:?}: {e}")))?;
+        if !principal.may_subscribe(&p) {
+            return Err(denied(&principal, format!("subscribing to {t:?}")));
+        }
+        if !patterns.contains(&p) {
+            patterns.push(p);
+        }
+    }
+    if patterns.is_empty() && principal.sub.is_none() {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "give at least one topic= (or use a token with a subject to receive that user's events)",
+        ));
+    }
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| {
+            query
+                .iter()
+                .find(|(k, _)| k == "last_event_id")
+                .map(|(_, v)| v.clone())
+        });
+    let spec = SubscribeSpec {
+        patterns,
+        user: principal.sub.clone(),
+        ip: peer,
+        exp: principal.exp,
+        last_event_id,
+    };
+    let subscribed = hub.inner.subscribe(spec).map_err(|limit| {
+        ApiError::limit(match limit {
+            Limit::Total => "the hub is at --max-connections".to_owned(),
+            Limit::PerUser => "this user is at --max-connections-per-user".to_owned(),
+            Limit::PerIp => "this address is at --max-connections-per-ip".to_owned(),
+        })
+    })?;
+    let body = SseBody::new(
+        Arc::clone(&hub.inner),
+        subscribed.conn,
+        subscribed.prelude,
+        subscribed.replay,
+    );
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .header("x-accel-buffering", "no")
+        .body(Body::new(body))
+        .unwrap_or_else(|_| ApiError::draining().into_response()))
+}
+
+fn publisher(hub: &Hub, req: &Request) -> Result<Principal, ApiError> {
+    let query = query_pairs(req.uri())?;
+    let p = principal(hub, req.headers(), &query)?;
+    if p.is_anonymous() && !hub.config().dev {
+        return Err(ApiError::unauthorized(
+            "publishing needs a token or a publish key",
+        ));
+    }
+    Ok(p)
+}
+
+fn check_targets(p: &Principal, event: &Publish) -> Result<(), ApiError> {
+    for t in &event.topics {
+        if !p.may_publish_topic(t) {
+            return Err(denied(p, format!("publishing to topic {t:?}")));
+        }
+    }
+    for u in &event.users {
+        if !p.may_notify_user(u) {
+            return Err(denied(p, format!("publishing to user {u:?}")));
+        }
+    }
+    if event.broadcast && !p.may_broadcast() {
+        return Err(denied(p, "broadcasting".to_owned()));
+    }
+    Ok(())
+}
+
+async fn publish(State(hub): State<Hub>, req: Request) -> Result<Response, ApiError> {
+    let principal = publisher(&hub, &req)?;
+    let (parts, body) = req.into_parts();
+    let bytes = read_json_body(&parts.headers, body, hub.config().max_body_bytes).await?;
+    let (events, batch) = parse_publish(&bytes)?;
+    for e in &events {
+        check_targets(&principal, e)?;
+    }
+    let published = hub.publish_batch(events)?;
+    if batch {
+        Ok(Json(published).into_response())
+    } else {
+        Ok(Json(published.into_iter().next()).into_response())
+    }
+}
+
+async fn notify(
+    State(hub): State<Hub>,
+    Path(user): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    validate_user(&user)
+        .map_err(|e| ApiError::bad_request("invalid_user", format!("user {user:?}: {e}")))?;
+    let principal = publisher(&hub, &req)?;
+    let (parts, body) = req.into_parts();
+    let bytes = read_json_body(&parts.headers, body, hub.config().max_body_bytes).await?;
+    let event = parse_message(&bytes, Publish::to_user(user))?;
+    check_targets(&principal, &event)?;
+    let p = hub.publish(event)?;
+    Ok(Json(serde_json::json!({ "id": p.id, "sent": p.delivered })).into_response())
+}
+
+async fn broadcast(State(hub): State<Hub>, req: Request) -> Result<Response, ApiError> {
+    let principal = publisher(&hub, &req)?;
+    let (parts, body) = req.into_parts();
+    let bytes = read_json_body(&parts.headers, body, hub.config().max_body_bytes).await?;
+    let event = parse_message(&bytes, Publish::to_everyone())?;
+    check_targets(&principal, &event)?;
+    let total = hub.connection_count();
+    let p = hub.publish(event)?;
+    Ok(
+        Json(serde_json::json!({ "id": p.id, "sent": p.delivered, "total": total }))
+            .into_response(),
+    )
+}
+
+async fn clients(State(hub): State<Hub>, req: Request) -> Result<Response, ApiError> {
+    let query = query_pairs(req.uri())?;
+    let p = principal(&hub, req.headers(), &query)?;
+    if !p.admin {
+        return Err(denied(&p, "GET /clients".to_owned()));
+    }
+    let registry = hub.inner.registry();
+    if let Some((_, user)) = query.iter().find(|(k, _)| k == "user") {
+        let conns: Vec<String> = registry
+            .user_conns(user)
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        return Ok(Json(serde_json::json!({ "user": user, "connections": conns })).into_response());
+    }
+    let users: serde_json::Map<String, serde_json::Value> = registry
+        .user_counts()
+        .map(|(u, n)| (u.to_owned(), n.into()))
+        .collect();
+    let topics: serde_json::Map<String, serde_json::Value> = registry
+        .pattern_counts()
+        .map(|(t, n)| (t.to_owned(), n.into()))
+        .collect();
+    Ok(
+        Json(
+            serde_json::json!({ "total": registry.conns.len(), "users": users, "topics": topics }),
+        )
+        .into_response(),
+    )
+}
+
+async fn metrics(State(hub): State<Hub>) -> Response {
+    let text = hub.inner.metrics.render(hub.inner.gauges());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn healthz() -> Response {
+    Json(serde_json::json!({ "status": "ok" })).into_response()
+}
+
+async fn readyz(State(hub): State<Hub>) -> Response {
+    if hub.is_draining() {
+        return ApiError::draining().into_response();
+    }
+    Json(serde_json::json!({ "status": "ready" })).into_response()
+}
+
+/// CORS for the configured origins, and preflight answers.
+async fn cors(State(hub): State<Hub>, req: Request, next: Next) -> Response {
+    let origins = &hub.config().cors_origins;
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let allowed = origin.as_ref().filter(|o| {
+        o.to_str().is_ok_and(|o| {
+            origins
+                .iter()
+                .any(|a| a == "*" || a.eq_ignore_ascii_case(o))
+        })
+    });
+    if req.method() == Method::OPTIONS {
+        let mut res = StatusCode::NO_CONTENT.into_response();
+        let h = res.headers_mut();
+        h.insert(
+            header::ALLOW,
+            HeaderValue::from_static("GET, POST, OPTIONS"),
+        );
+        if let Some(origin) = allowed {
+            add_cors(h, origin);
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET, POST, OPTIONS"),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static(
+                    "Authorization, Content-Type, Last-Event-ID, Cache-Control",
+                ),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("600"),
+            );
+        }
+        return res;
+    }
+    let allowed = allowed.cloned();
+    let mut res = next.run(req).await;
+    if let Some(origin) = allowed {
+        add_cors(res.headers_mut(), &origin);
+    }
+    res
+}
+
+fn add_cors(h: &mut HeaderMap, origin: &HeaderValue) {
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        HeaderValue::from_static("true"),
+    );
+    h.append(header::VARY, HeaderValue::from_static("Origin"));
+}

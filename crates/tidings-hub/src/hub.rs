@@ -1,0 +1,389 @@
+//! The engine: the publish sequencer, subscription admission, housekeeping and draining.
+//!
+//! One lock, the sequencer, orders everything that must be ordered: assigning ids, appending
+//! to history, fanning out, and registering a new subscriber. Registering under it is what
+//! makes a resume seamless: the subscriber's replay ends exactly at the newest id when it was
+//! registered, and every later event reaches its queue live.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::{Mutex, RwLock};
+
+use crate::auth::{AuthConfig, Authenticator};
+use crate::config::{ConfigError, HubConfig};
+use crate::conn::{CloseReason, Conn, Enqueued};
+use crate::event::{EventId, StoredEvent};
+use crate::history::{HistoryStore, MemoryStore};
+use crate::metrics::{Gauges, Metrics};
+use crate::publish::{wire_event, Prepared, Publish, PublishError, Published};
+use crate::registry::{Limit, Limits, Registry};
+use crate::topic::Pattern;
+
+/// The hub: cheap to clone, every clone is the same hub.
+#[derive(Clone)]
+pub struct Hub {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("connections", &self.connection_count())
+            .finish()
+    }
+}
+
+pub(crate) struct Inner {
+    pub config: HubConfig,
+    pub auth: Authenticator,
+    pub history: Arc<dyn HistoryStore>,
+    pub metrics: Metrics,
+    sequencer: Mutex<EventId>,
+    registry: RwLock<Registry>,
+    draining: AtomicBool,
+    next_key: AtomicU64,
+    heartbeat_frame: Bytes,
+}
+
+/// Why a hub could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// A configuration value is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The token keys are unusable.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthConfigError),
+}
+
+/// What a subscriber asked for, already authorised.
+#[derive(Debug)]
+pub(crate) struct SubscribeSpec {
+    pub patterns: Vec<Pattern>,
+    pub user: Option<Arc<str>>,
+    pub ip: Option<IpAddr>,
+    pub exp: Option<u64>,
+    pub last_event_id: Option<String>,
+}
+
+/// A registered subscriber and what its stream starts with.
+pub(crate) struct Subscribed {
+    pub conn: Arc<Conn>,
+    pub prelude: Bytes,
+    pub replay: Option<(EventId, EventId)>,
+}
+
+fn unix_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+impl Hub {
+    /// A hub with a bounded in-memory history. Must be called inside a tokio runtime (it
+    /// starts the housekeeping task that sends heartbeats and ends expired streams).
+    pub fn new(config: HubConfig) -> Result<Self, HubError> {
+        // Start above any id an earlier process could have issued from the same clock.
+        let start = EventId(u64::try_from(unix_now().as_micros()).unwrap_or(u64::MAX));
+        let store = MemoryStore::new(start, config.history_max_events, config.history_max_bytes);
+        Self::with_history(config, Arc::new(store))
+    }
+
+    /// A hub over the given history store.
+    pub fn with_history(
+        config: HubConfig,
+        history: Arc<dyn HistoryStore>,
+    ) -> Result<Self, HubError> {
+        config.validate()?;
+        let public_topics = config
+            .public_topics
+            .iter()
+            .map(|p| Pattern::parse(p))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ConfigError {
+                option: "public-topic",
+                reason: e.to_string(),
+            })?;
+        let auth = Authenticator::new(AuthConfig {
+            jwt_secret: config.jwt_secret.clone(),
+            jwt_public_key_pem: config.jwt_public_key_pem.clone(),
+            publish_keys: config.publish_keys.clone(),
+            public_topics,
+            dev: config.dev,
+        })?;
+        let clock = EventId(u64::try_from(unix_now().as_micros()).unwrap_or(u64::MAX));
+        let start = history.bounds().newest.max(clock);
+        let inner = Arc::new(Inner {
+            auth,
+            history,
+            metrics: Metrics::default(),
+            sequencer: Mutex::new(start),
+            registry: RwLock::new(Registry::default()),
+            draining: AtomicBool::new(false),
+            next_key: AtomicU64::new(1),
+            heartbeat_frame: Bytes::from_static(b": heartbeat\n\n"),
+            config,
+        });
+        tokio::spawn(housekeeping(Arc::downgrade(&inner)));
+        Ok(Hub { inner })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    /// Publishes one event.
+    pub fn publish(&self, event: Publish) -> Result<Published, PublishError> {
+        let mut out = self.publish_batch(vec![event])?;
+        out.pop().ok_or(PublishError::NoTarget)
+    }
+
+    /// Publishes events in order with consecutive ids; all are validated first, so a bad one
+    /// publishes none.
+    pub fn publish_batch(&self, events: Vec<Publish>) -> Result<Vec<Published>, PublishError> {
+        let started = Instant::now();
+        let max = self.inner.config.max_event_bytes;
+        let prepared = events
+            .into_iter()
+            .map(|e| e.prepare(max))
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = self.inner.publish(prepared)?;
+        self.inner
+            .metrics
+            .publish_latency
+            .observe(started.elapsed());
+        Ok(out)
+    }
+
+    /// Sends an event to every connection of `user`; returns its id and the number of
+    /// connections it was queued to.
+    pub fn notify(&self, user: &str, event: Publish) -> Result<Published, PublishError> {
+        let event = Publish {
+            topics: Vec::new(),
+            users: vec![user.to_owned()],
+            broadcast: false,
+            ..event
+        };
+        self.publish(event)
+    }
+
+    /// Sends an event to every connection.
+    pub fn broadcast(&self, event: Publish) -> Result<Published, PublishError> {
+        let event = Publish {
+            topics: Vec::new(),
+            users: Vec::new(),
+            broadcast: true,
+            ..event
+        };
+        self.publish(event)
+    }
+
+    /// Open event streams.
+    pub fn connection_count(&self) -> usize {
+        self.inner.registry.read().conns.len()
+    }
+
+    /// Starts draining: new streams and publishes are refused with 503, `/readyz` says so,
+    /// and every stream is told to come back after a jittered `retry:` and then closed.
+    pub fn drain(&self) {
+        self.inner.draining.store(true, Ordering::SeqCst);
+        let base = u64::try_from(self.inner.config.retry.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(100);
+        let registry = self.inner.registry.read();
+        for conn in registry.conns.values() {
+            // Spread the reconnects over [retry, 3 × retry] so a fleet does not stampede.
+            let retry_ms = base + rand::random_range(0..=base.saturating_mul(2));
+            conn.close(CloseReason::Shutdown { retry_ms });
+        }
+    }
+
+    /// Whether [`Hub::drain`] was called.
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::SeqCst)
+    }
+}
+
+impl Inner {
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    fn publish(&self, batch: Vec<Prepared>) -> Result<Vec<Published>, PublishError> {
+        let mut last = self.sequencer.lock();
+        if self.is_draining() {
+            return Err(PublishError::Draining);
+        }
+        let mut events = Vec::with_capacity(batch.len());
+        let mut id = *last;
+        for p in batch {
+            id = id.next();
+            let id_text = id.to_string();
+            let frame = wire_event(&id_text, p.event.as_deref(), &p.data, p.retry)
+                .encode()
+                .map_err(|e| PublishError::Invalid(e.to_string()))?;
+            events.push(Arc::new(StoredEvent {
+                id,
+                topics: p.topics,
+                users: p.users,
+                broadcast: p.broadcast,
+                frame,
+            }));
+        }
+        self.history.append(&events)?;
+        *last = id;
+        let registry = self.registry.read();
+        let mut out = Vec::with_capacity(events.len());
+        for event in &events {
+            let mut delivered = 0usize;
+            registry.fanout(event, |conn| match conn.enqueue(event.id, &event.frame) {
+                Enqueued::Queued => delivered += 1,
+                Enqueued::Skipped => {}
+                Enqueued::Overflow => self.metrics.slow_consumer_disconnects.inc(),
+            });
+            self.metrics.events_delivered.add(delivered as u64);
+            out.push(Published {
+                id: event.id.to_string(),
+                delivered,
+            });
+        }
+        drop(registry);
+        drop(last);
+        self.metrics.events_published.add(out.len() as u64);
+        Ok(out)
+    }
+
+    /// Admits and registers a subscriber, deciding its replay under the sequencer.
+    pub fn subscribe(self: &Arc<Self>, spec: SubscribeSpec) -> Result<Subscribed, Limit> {
+        let limits = Limits {
+            total: self.config.max_connections,
+            per_user: self.config.max_connections_per_user,
+            per_ip: self.config.max_connections_per_ip,
+        };
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let client_id: Arc<str> = Arc::from(format!("{key:x}-{:08x}", rand::random::<u32>()));
+        let mut prelude = BytesMut::with_capacity(256);
+        prelude.extend_from_slice(&tidings_wire::encode_retry(
+            u64::try_from(self.config.retry.as_millis()).unwrap_or(u64::MAX),
+        ));
+        let connected = format!("{{\"clientId\":\"{client_id}\"}}");
+        let connected = tidings_wire::Event::new(&connected).with_event("connected");
+        let _ = connected.encode_into(&mut prelude);
+
+        let last = self.sequencer.lock();
+        let mut registry = self.registry.write();
+        if let Err(limit) = registry.admit(limits, spec.user.as_deref(), spec.ip) {
+            self.metrics.rejected_limit.inc();
+            return Err(limit);
+        }
+        let newest = *last;
+        let floor = self.history.bounds().floor;
+        let mut replay = None;
+        if let Some(given) = spec.last_event_id.as_deref().filter(|s| !s.is_empty()) {
+            let reason = match EventId::parse(given) {
+                None => Some("unknown-id"),
+                Some(id) if id > newest => Some("unknown-id"),
+                Some(id) if id < floor => Some("history-gap"),
+                Some(id) => {
+                    if id < newest {
+                        replay = Some((id, newest));
+                    }
+                    None
+                }
+            };
+            if let Some(reason) = reason {
+                let data =
+                    serde_json::json!({ "reason": reason, "lastEventId": given }).to_string();
+                let newest_text = newest.to_string();
+                let _ = tidings_wire::Event::new(&data)
+                    .with_event("reset")
+                    .with_id(&newest_text)
+                    .encode_into(&mut prelude);
+                if reason == "unknown-id" {
+                    self.metrics.resets_unknown_id.inc();
+                } else {
+                    self.metrics.resets_history_gap.inc();
+                }
+            }
+        }
+        let conn = Arc::new(Conn::new(
+            key,
+            client_id,
+            spec.user,
+            spec.ip,
+            spec.patterns.into(),
+            spec.exp,
+            self.config.queue_bytes,
+            newest,
+        ));
+        registry.insert(Arc::clone(&conn));
+        drop(registry);
+        drop(last);
+        if replay.is_some() {
+            self.metrics.replays.inc();
+        }
+        self.metrics.connections_opened.inc();
+        Ok(Subscribed {
+            conn,
+            prelude: prelude.freeze(),
+            replay,
+        })
+    }
+
+    pub fn unregister(&self, conn: &Conn) {
+        if self.registry.write().remove(conn) {
+            self.metrics.connections_closed.inc();
+        }
+    }
+
+    pub fn gauges(&self) -> Gauges {
+        let registry = self.registry.read();
+        let (history_events, history_bytes) = self.history.size();
+        Gauges {
+            connections: registry.conns.len(),
+            subscriptions: registry.subscriptions,
+            users: registry.user_counts().count(),
+            queue_bytes: registry.conns.values().map(|c| c.queued_bytes()).sum(),
+            history_events,
+            history_bytes,
+            draining: self.is_draining(),
+        }
+    }
+
+    pub fn registry(&self) -> parking_lot::RwLockReadGuard<'_, Registry> {
+        self.registry.read()
+    }
+}
+
+/// Heartbeats and token expiry, for all streams, from one task: an idle stream costs no timer.
+async fn housekeeping(hub: Weak<Inner>) {
+    let Some(period) = hub.upgrade().map(|h| tick_period(h.config.heartbeat)) else {
+        return;
+    };
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(hub) = hub.upgrade() else { return };
+        let heartbeat_ticks =
+            u32::try_from((hub.config.heartbeat.as_micros() / period.as_micros().max(1)).max(1))
+                .unwrap_or(u32::MAX);
+        let now = unix_now().as_secs();
+        let registry = hub.registry.read();
+        for conn in registry.conns.values() {
+            if conn.tick(heartbeat_ticks, &hub.heartbeat_frame, now) == Some(CloseReason::Expired) {
+                hub.metrics.expired_disconnects.inc();
+            }
+        }
+    }
+}
+
+/// A quarter of the heartbeat, between 10 ms and 1 s (token expiry is checked every tick).
+fn tick_period(heartbeat: Duration) -> Duration {
+    (heartbeat / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}

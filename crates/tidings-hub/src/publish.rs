@@ -1,0 +1,232 @@
+//! What a publisher asks for, checked and encoded: the one place events are built.
+//!
+//! [`Publish`] is the host application's way in (through [`crate::Hub`]); the HTTP layer turns
+//! JSON bodies into the same type. [`Publish::prepare`] validates targets and payload before the
+//! publish sequencer assigns an id, so a bad batch publishes nothing.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::topic::{validate_topic, validate_user, TopicError};
+
+/// The data of an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// JSON, already serialized compactly (one `data:` line).
+    Json(String),
+    /// Text sent as-is, one `data:` line per line.
+    Text(String),
+}
+
+/// One event to publish and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publish {
+    /// Topics it is published to.
+    pub topics: Vec<String>,
+    /// Users it is addressed to.
+    pub users: Vec<String>,
+    /// To every connection.
+    pub broadcast: bool,
+    /// The SSE event type; `None` means `message`.
+    pub event: Option<String>,
+    /// Its data.
+    pub payload: Payload,
+    /// A `retry:` to send with it, in milliseconds.
+    pub retry: Option<u64>,
+}
+
+impl Publish {
+    fn new() -> Self {
+        Self {
+            topics: Vec::new(),
+            users: Vec::new(),
+            broadcast: false,
+            event: None,
+            payload: Payload::Text(String::new()),
+            retry: None,
+        }
+    }
+
+    /// An event for a topic.
+    pub fn to_topic(topic: impl Into<String>) -> Self {
+        Self::new().topic(topic)
+    }
+
+    /// An event for a user's connections.
+    pub fn to_user(user: impl Into<String>) -> Self {
+        Self::new().user(user)
+    }
+
+    /// An event for every connection.
+    pub fn to_everyone() -> Self {
+        Self {
+            broadcast: true,
+            ..Self::new()
+        }
+    }
+
+    /// Adds a topic.
+    pub fn topic(mut self, topic: impl Into<String>) -> Self {
+        self.topics.push(topic.into());
+        self
+    }
+
+    /// Adds a user.
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.users.push(user.into());
+        self
+    }
+
+    /// Sets the event type.
+    pub fn event(mut self, event: impl Into<String>) -> Self {
+        self.event = Some(event.into());
+        self
+    }
+
+    /// Sets text data.
+    pub fn text(mut self, text: impl Into<String>) -> Self {
+        self.payload = Payload::Text(text.into());
+        self
+    }
+
+    /// Sets JSON data from any serializable value.
+    pub fn json<T: Serialize + ?Sized>(mut self, value: &T) -> Result<Self, PublishError> {
+        let json =
+            serde_json::to_string(value).map_err(|e| PublishError::Invalid(e.to_string()))?;
+        self.payload = Payload::Json(json);
+        Ok(self)
+    }
+
+    /// Sets a `retry:` in milliseconds.
+    pub fn retry(mut self, ms: u64) -> Self {
+        self.retry = Some(ms);
+        self
+    }
+
+    /// Validates targets and fields and measures the encoded event.
+    pub(crate) fn prepare(self, max_event_bytes: usize) -> Result<Prepared, PublishError> {
+        if self.topics.is_empty() && self.users.is_empty() && !self.broadcast {
+            return Err(PublishError::NoTarget);
+        }
+        let mut topics: Vec<Arc<str>> = Vec::with_capacity(self.topics.len());
+        for t in self.topics {
+            validate_topic(&t).map_err(|e| PublishError::Topic(t.clone(), e))?;
+            if !topics.iter().any(|x| **x == *t) {
+                topics.push(Arc::from(t));
+            }
+        }
+        let mut users: Vec<Arc<str>> = Vec::with_capacity(self.users.len());
+        for u in self.users {
+            validate_user(&u).map_err(|e| PublishError::User(u.clone(), e))?;
+            if !users.iter().any(|x| **x == *u) {
+                users.push(Arc::from(u));
+            }
+        }
+        let event = match self.event {
+            Some(e) if e.is_empty() || e == "message" => None,
+            other => other,
+        };
+        let data = match self.payload {
+            Payload::Json(s) | Payload::Text(s) => s,
+        };
+        // Every id is 16 digits, so the size measured with a stand-in id is exact.
+        let probe = wire_event("0000000000000000", event.as_deref(), &data, self.retry);
+        probe
+            .encode_check()
+            .map_err(|e| PublishError::Invalid(e.to_string()))?;
+        let size = probe.encoded_len();
+        if size > max_event_bytes {
+            return Err(PublishError::TooLarge {
+                size,
+                limit: max_event_bytes,
+            });
+        }
+        Ok(Prepared {
+            topics: topics.into(),
+            users: users.into(),
+            broadcast: self.broadcast,
+            event,
+            data,
+            retry: self.retry,
+        })
+    }
+}
+
+/// A publish that passed validation and waits for its id.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub topics: Box<[Arc<str>]>,
+    pub users: Box<[Arc<str>]>,
+    pub broadcast: bool,
+    pub event: Option<String>,
+    pub data: String,
+    pub retry: Option<u64>,
+}
+
+pub(crate) fn wire_event<'a>(
+    id: &'a str,
+    event: Option<&'a str>,
+    data: &'a str,
+    retry: Option<u64>,
+) -> tidings_wire::Event<'a> {
+    let mut ev = tidings_wire::Event::new(data).with_id(id);
+    if let Some(e) = event {
+        ev = ev.with_event(e);
+    }
+    if let Some(r) = retry {
+        ev = ev.with_retry(r);
+    }
+    ev
+}
+
+trait EncodeCheck {
+    fn encode_check(&self) -> Result<(), tidings_wire::EncodeError>;
+}
+
+impl EncodeCheck for tidings_wire::Event<'_> {
+    fn encode_check(&self) -> Result<(), tidings_wire::EncodeError> {
+        let mut sink = bytes::BytesMut::with_capacity(self.encoded_len());
+        self.encode_into(&mut sink)
+    }
+}
+
+/// What happened to one published event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Published {
+    /// Its id.
+    pub id: String,
+    /// Connections it was queued to.
+    pub delivered: usize,
+}
+
+/// Why a publish was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// No topic, user or broadcast.
+    #[error("an event needs a target: give topic, topics, user or users")]
+    NoTarget,
+    /// A topic breaks the topic rules.
+    #[error("invalid topic {0:?}: {1}")]
+    Topic(String, TopicError),
+    /// A user id breaks the user rules.
+    #[error("invalid user {0:?}: {1}")]
+    User(String, TopicError),
+    /// A field cannot be encoded (e.g. a newline in `event`).
+    #[error("{0}")]
+    Invalid(String),
+    /// The encoded event is over `--max-event-bytes`.
+    #[error("event is {size} bytes encoded, over the limit of {limit} (--max-event-bytes)")]
+    TooLarge {
+        /// Its encoded size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The hub is shutting down.
+    #[error("the hub is shutting down")]
+    Draining,
+    /// The history store refused the events.
+    #[error(transparent)]
+    History(#[from] crate::history::StoreError),
+}

@@ -1,0 +1,73 @@
+//! Serving the hub on a TCP listener: the accept loop, connection settings, and shutdown.
+//!
+//! `axum::serve` cannot bound how long a client may take to send its request head, so this
+//! loop drives hyper's HTTP/1 connections itself: a slow-loris client is timed out by
+//! `--header-timeout`, every socket gets TCP_NODELAY (events are small and latency matters),
+//! and each request carries its peer address for the per-IP limit.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tower::Service;
+
+use crate::http::router;
+use crate::hub::Hub;
+
+/// Serves `hub` on `listener` until `shutdown` completes, then drains: streams are told to
+/// come back later and closed, in-flight requests finish, all within `--shutdown-timeout`.
+pub async fn serve(
+    listener: TcpListener,
+    hub: Hub,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let app = router(hub.clone());
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(hub.config().header_timeout)
+        .keep_alive(true);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    // Out of file descriptors or a reset before accept: keep serving the rest.
+                    tracing::warn!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+            let mut app = app.clone();
+            async move { app.call(req).await }
+        });
+        let conn = http.serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(err) = conn.await {
+                tracing::debug!(%err, %peer, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    hub.drain();
+    if tokio::time::timeout(hub.config().shutdown_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown timeout reached with connections still open");
+    }
+    Ok(())
+}

@@ -1,0 +1,338 @@
+//! `tidings serve`: the options (flags, `TIDINGS_*` environment, TOML file) and the server.
+//!
+//! [`ServeOptions`] is the one list of options: clap reads it from flags and the environment,
+//! serde reads the same struct from the `--config` file, and [`ServeOptions::into_config`]
+//! turns the merge into the hub's typed, validated [`HubConfig`]. Defaults live in
+//! `HubConfig::default()`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use serde::Deserialize;
+use tidings_hub::auth::{mint_hs256, TokenSpec};
+use tidings_hub::{Hub, HubConfig};
+
+use crate::units::{parse_duration, parse_size};
+
+/// Options of `tidings serve`. Each is also `TIDINGS_<NAME>` and a key of the `--config` file.
+#[derive(Debug, Default, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct ServeOptions {
+    /// Address to listen on; port 0 picks a free port [default: 127.0.0.1:8080]
+    #[arg(long, env = "TIDINGS_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// TOML file with any of these options (flags win over the environment, which wins over the file)
+    #[arg(long, env = "TIDINGS_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// First-try mode: anonymous subscribe, publish and admin on a loopback address; prints a sample token and curl commands
+    #[arg(long, env = "TIDINGS_DEV", num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
+    pub dev: Option<bool>,
+
+    /// Keep history in memory only (today the only store; durable history comes in a later release)
+    #[arg(long, env = "TIDINGS_MEMORY", num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
+    pub memory: Option<bool>,
+
+    /// HS256 secret for tokens (at least 16 bytes)
+    #[arg(
+        long,
+        env = "TIDINGS_JWT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub jwt_secret: Option<String>,
+
+    /// PEM public key for RS256 (RSA) or ES256 (P-256) tokens
+    #[arg(long, env = "TIDINGS_JWT_PUBLIC_KEY", value_name = "FILE")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Static key for server-side publishers, sent as `Authorization: Bearer KEY`; may publish anything and read /clients (repeatable)
+    #[arg(
+        long,
+        env = "TIDINGS_PUBLISH_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    #[serde(default)]
+    pub publish_key: Vec<String>,
+
+    /// Anonymous clients may subscribe to topics matching this pattern (repeatable)
+    #[arg(long, env = "TIDINGS_PUBLIC_TOPIC", value_name = "PATTERN")]
+    #[serde(default)]
+    pub public_topic: Vec<String>,
+
+    /// Allowed CORS origin, `*` for any (repeatable)
+    #[arg(long, env = "TIDINGS_CORS_ORIGIN", value_name = "ORIGIN")]
+    #[serde(default)]
+    pub cors_origin: Vec<String>,
+
+    /// Idle time before a heartbeat comment [default: 15s]
+    #[arg(long, env = "TIDINGS_HEARTBEAT", value_name = "DURATION")]
+    #[serde(default, deserialize_with = "text")]
+    pub heartbeat: Option<String>,
+
+    /// Reconnection delay announced with `retry:` at stream start [default: 3s]
+    #[arg(long, env = "TIDINGS_RETRY", value_name = "DURATION")]
+    #[serde(default, deserialize_with = "text")]
+    pub retry: Option<String>,
+
+    /// Per-connection send queue; past it the subscriber is disconnected [default: 1MiB]
+    #[arg(long, env = "TIDINGS_QUEUE_BYTES", value_name = "SIZE")]
+    #[serde(default, deserialize_with = "text")]
+    pub queue_bytes: Option<String>,
+
+    /// Event streams in all [default: 100000]
+    #[arg(long, env = "TIDINGS_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// Event streams per token subject [default: 100]
+    #[arg(long, env = "TIDINGS_MAX_CONNECTIONS_PER_USER", value_name = "N")]
+    pub max_connections_per_user: Option<usize>,
+
+    /// Event streams per client IP address [default: 10000]
+    #[arg(long, env = "TIDINGS_MAX_CONNECTIONS_PER_IP", value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+
+    /// `topic=` patterns per stream [default: 64]
+    #[arg(long, env = "TIDINGS_MAX_TOPICS", value_name = "N")]
+    pub max_topics: Option<usize>,
+
+    /// Largest encoded event [default: 512KiB]
+    #[arg(long, env = "TIDINGS_MAX_EVENT_BYTES", value_name = "SIZE")]
+    #[serde(default, deserialize_with = "text")]
+    pub max_event_bytes: Option<String>,
+
+    /// Largest request body [default: 1MiB]
+    #[arg(long, env = "TIDINGS_MAX_BODY_BYTES", value_name = "SIZE")]
+    #[serde(default, deserialize_with = "text")]
+    pub max_body_bytes: Option<String>,
+
+    /// Events kept for replay [default: 100000]
+    #[arg(long, env = "TIDINGS_HISTORY_MAX_EVENTS", value_name = "N")]
+    pub history_max_events: Option<usize>,
+
+    /// Bytes of events kept for replay [default: 256MiB]
+    #[arg(long, env = "TIDINGS_HISTORY_MAX_BYTES", value_name = "SIZE")]
+    #[serde(default, deserialize_with = "text")]
+    pub history_max_bytes: Option<String>,
+
+    /// Time a client has to send its request head (slow-loris guard) [default: 10s]
+    #[arg(long, env = "TIDINGS_HEADER_TIMEOUT", value_name = "DURATION")]
+    #[serde(default, deserialize_with = "text")]
+    pub header_timeout: Option<String>,
+
+    /// Longest graceful drain on SIGTERM/SIGINT [default: 10s]
+    #[arg(long, env = "TIDINGS_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
+    #[serde(default, deserialize_with = "text")]
+    pub shutdown_timeout: Option<String>,
+}
+
+/// Reads a TOML number or string as text, so `heartbeat = 15` and `heartbeat = "15s"` both work.
+fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumOrText {
+        Int(i64),
+        Float(f64),
+        Text(String),
+    }
+    Ok(Some(match NumOrText::deserialize(d)? {
+        NumOrText::Int(n) => n.to_string(),
+        NumOrText::Float(f) => f.to_string(),
+        NumOrText::Text(s) => s,
+    }))
+}
+
+macro_rules! merge {
+    ($cli:ident, $file:ident; $($field:ident),* ; lists $($list:ident),*) => {
+        $( if $cli.$field.is_none() { $cli.$field = $file.$field.take(); } )*
+        $( if $cli.$list.is_empty() { $cli.$list = std::mem::take(&mut $file.$list); } )*
+    };
+}
+
+impl ServeOptions {
+    /// Fills every option not given by a flag or the environment from the `--config` file.
+    pub fn merge_file(mut self) -> anyhow::Result<Self> {
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("--config: cannot read {}", path.display()))?;
+        let mut file: ServeOptions = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("--config {}: {}", path.display(), e.message()))?;
+        merge!(self, file; listen, dev, memory, jwt_secret, jwt_public_key, heartbeat, retry,
+            queue_bytes, max_connections, max_connections_per_user, max_connections_per_ip,
+            max_topics, max_event_bytes, max_body_bytes, history_max_events, history_max_bytes,
+            header_timeout, shutdown_timeout; lists publish_key, public_topic, cors_origin);
+        Ok(self)
+    }
+
+    /// The listen address and the hub configuration, with every value checked.
+    pub fn into_config(self) -> anyhow::Result<(SocketAddr, HubConfig)> {
+        let d = HubConfig::default();
+        let listen = self.listen.as_deref().unwrap_or("127.0.0.1:8080");
+        let listen: SocketAddr = listen.parse().map_err(|_| {
+            anyhow::anyhow!("invalid --listen: {listen:?} is not an address like 127.0.0.1:8080")
+        })?;
+        let duration = |name: &str, v: Option<String>, default| -> anyhow::Result<_> {
+            v.map_or(Ok(default), |v| {
+                parse_duration(&v).map_err(|e| anyhow::anyhow!("invalid --{name}: {e}"))
+            })
+        };
+        let size = |name: &str, v: Option<String>, default: usize| -> anyhow::Result<usize> {
+            v.map_or(Ok(default), |v| {
+                parse_size(&v)
+                    .map_err(|e| anyhow::anyhow!("invalid --{name}: {e}"))
+                    .and_then(|n| {
+                        usize::try_from(n)
+                            .map_err(|_| anyhow::anyhow!("invalid --{name}: too large"))
+                    })
+            })
+        };
+        let jwt_public_key_pem = match &self.jwt_public_key {
+            Some(path) => Some(std::fs::read(path).with_context(|| {
+                format!("invalid --jwt-public-key: cannot read {}", path.display())
+            })?),
+            None => None,
+        };
+        let config = HubConfig {
+            dev: self.dev.unwrap_or(false),
+            jwt_secret: self.jwt_secret,
+            jwt_public_key_pem,
+            publish_keys: self.publish_key,
+            public_topics: self.public_topic,
+            cors_origins: self.cors_origin,
+            heartbeat: duration("heartbeat", self.heartbeat, d.heartbeat)?,
+            retry: duration("retry", self.retry, d.retry)?,
+            queue_bytes: size("queue-bytes", self.queue_bytes, d.queue_bytes)?,
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            max_connections_per_user: self
+                .max_connections_per_user
+                .unwrap_or(d.max_connections_per_user),
+            max_connections_per_ip: self
+                .max_connections_per_ip
+                .unwrap_or(d.max_connections_per_ip),
+            max_topics: self.max_topics.unwrap_or(d.max_topics),
+            max_event_bytes: size("max-event-bytes", self.max_event_bytes, d.max_event_bytes)?,
+            max_body_bytes: size("max-body-bytes", self.max_body_bytes, d.max_body_bytes)?,
+            history_max_events: self.history_max_events.unwrap_or(d.history_max_events),
+            history_max_bytes: size(
+                "history-max-bytes",
+                self.history_max_bytes,
+                d.history_max_bytes,
+            )?,
+            header_timeout: duration("header-timeout", self.header_timeout, d.header_timeout)?,
+            shutdown_timeout: duration(
+                "shutdown-timeout",
+                self.shutdown_timeout,
+                d.shutdown_timeout,
+            )?,
+        };
+        config.validate()?;
+        config.check_listen(listen)?;
+        Ok((listen, config))
+    }
+}
+
+/// Runs `tidings serve` until SIGTERM or SIGINT.
+pub fn run(options: ServeOptions) -> anyhow::Result<ExitCode> {
+    let (listen, mut config) = options.merge_file()?.into_config()?;
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let mut dev_secret = None;
+        if config.dev && config.jwt_secret.is_none() {
+            // A fresh secret per run, so the printed sample token works and dies with the process.
+            let secret: String = (0..32)
+                .map(|_| format!("{:02x}", rand::random::<u8>()))
+                .collect();
+            config.jwt_secret = Some(secret.clone());
+            dev_secret = Some(secret);
+        }
+        let dev_token = if config.dev {
+            let secret = config.jwt_secret.clone().unwrap_or_default();
+            let spec = TokenSpec {
+                sub: Some("dev".into()),
+                subscribe: vec!["**".into()],
+                publish: vec!["**".into()],
+                admin: true,
+                ttl: std::time::Duration::from_secs(24 * 3600),
+            };
+            Some(
+                mint_hs256(&secret, &spec)
+                    .map_err(|e| anyhow::anyhow!("cannot mint the dev token: {e}"))?,
+            )
+        } else {
+            None
+        };
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("--listen: cannot listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        let hub = Hub::new(config).context("cannot start the hub")?;
+        println!("tidings listening on http://{addr}");
+        if let Some(token) = dev_token {
+            print_dev_help(addr, &token, dev_secret.is_some());
+        }
+        tracing::info!(%addr, "serving (history in memory)");
+        tidings_hub::serve(listener, hub, shutdown_signal()).await?;
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn print_dev_help(addr: SocketAddr, token: &str, generated: bool) {
+    let secret_note = if generated {
+        " (signed with a secret generated for this run)"
+    } else {
+        ""
+    };
+    println!(
+        "\n--dev: anonymous subscribe and publish are open on this loopback address.\n\
+         sample token{secret_note}:\n  {token}\n\n\
+         subscribe:\n  curl -N 'http://{addr}/events?topic=demo'\n\
+         publish:\n  curl -X POST http://{addr}/publish -H 'Content-Type: application/json' \\\n    -d '{{\"topic\":\"demo\",\"data\":{{\"hello\":\"world\"}}}}'\n\
+         with the token:\n  curl -N -H 'Authorization: Bearer {token}' 'http://{addr}/events?topic=demo'\n\
+         in a browser:\n  new EventSource('http://{addr}/events?topic=demo').onmessage = e => console.log(e.data)\n"
+    );
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TIDINGS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received; draining");
+}
