@@ -348,7 +348,11 @@ impl Parser {
                 self.event_type.extend_from_slice(value);
             }
             // An id containing NUL is ignored, like an unknown field.
-            b"id" if !value.contains(&0) => self.id_buffer = decode(value),
+            b"id" if !value.contains(&0) => {
+                // Reuses the buffer: ids change on nearly every event of a busy stream.
+                self.id_buffer.clear();
+                self.id_buffer.push_str(&String::from_utf8_lossy(value));
+            }
             b"retry" => {
                 if let Some(ms) = parse_retry(value) {
                     out.push(Item::Retry(ms));
