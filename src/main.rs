@@ -4,6 +4,7 @@
 //! `run` function. Nothing here holds logic that a library could hold instead.
 
 mod cmd;
+mod units;
 
 use clap::{Parser, Subcommand};
 
@@ -19,12 +20,15 @@ struct Cli {
 enum Command {
     /// Parse an event stream (a file or stdin) and print one JSON object per line.
     Parse(cmd::parse::ParseArgs),
+    /// Mint a token (HS256) with the hub's secret and print it.
+    Token(cmd::token::TokenArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Parse(args) => cmd::parse::run(args),
+        Command::Token(args) => cmd::token::run(args),
     };
     match result {
         Ok(code) => code,

@@ -189,3 +189,106 @@ pub fn mint_hs256(secret: &str, spec: &TokenSpec) -> Result<String, MintError> {
     )
     .map_err(|e| MintError::Sign(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{AuthConfig, Authenticator};
+
+    const SECRET: &str = "a-test-secret-that-is-long-enough-0123456789";
+
+    fn authenticator() -> Authenticator {
+        let cfg = AuthConfig {
+            jwt_secret: Some(SECRET.into()),
+            ..Default::default()
+        };
+        Authenticator::new(cfg).unwrap()
+    }
+
+    fn spec() -> TokenSpec {
+        TokenSpec {
+            sub: Some("alice".into()),
+            subscribe: vec!["orders/*".into()],
+            publish: vec!["users/*".into()],
+            admin: true,
+            ttl: Duration::from_secs(3600),
+        }
+    }
+
+    /// The claims as signed, checked with the secret.
+    fn raw_claims(token: &str) -> Value {
+        let key = jsonwebtoken::DecodingKey::from_secret(SECRET.as_bytes());
+        let validation = jsonwebtoken::Validation::new(Algorithm::HS256);
+        jsonwebtoken::decode::<Value>(token, &key, &validation)
+            .unwrap()
+            .claims
+    }
+
+    fn lifetime(claims: &Value) -> u64 {
+        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap()
+    }
+
+    #[test]
+    fn minted_tokens_carry_the_spec_and_the_hub_accepts_them() {
+        let token = mint_hs256(SECRET, &spec()).unwrap();
+        let claims = raw_claims(&token);
+        assert_eq!(claims["sub"], "alice");
+        assert_eq!(
+            claims["tidings"],
+            json!({"subscribe": ["orders/*"], "publish": ["users/*"], "admin": true})
+        );
+        assert_eq!(lifetime(&claims), 3600);
+        let p = authenticator().authenticate(Some(&token)).unwrap();
+        assert_eq!(p.sub.as_deref(), Some("alice"));
+        assert_eq!(p.exp, claims["exp"].as_u64());
+        assert_eq!(p.subscribe, vec![Pattern::parse("orders/*").unwrap()]);
+        assert_eq!(p.publish, vec![Pattern::parse("users/*").unwrap()]);
+        assert!(p.admin);
+    }
+
+    #[test]
+    fn sub_second_ttls_round_up_to_a_whole_second() {
+        let spec = TokenSpec {
+            ttl: Duration::from_millis(500),
+            sub: None,
+            ..spec()
+        };
+        let claims = raw_claims(&mint_hs256(SECRET, &spec).unwrap());
+        assert_eq!(lifetime(&claims), 1);
+        assert!(claims.get("sub").is_none());
+    }
+
+    #[test]
+    fn minting_checks_patterns_user_secret_and_ttl() {
+        let bad_pattern = TokenSpec {
+            subscribe: vec!["ord*".into()],
+            ..spec()
+        };
+        assert!(matches!(
+            mint_hs256(SECRET, &bad_pattern),
+            Err(MintError::InvalidPattern {
+                field: "subscribe",
+                ..
+            })
+        ));
+        let bad_sub = TokenSpec {
+            sub: Some("a\nb".into()),
+            ..spec()
+        };
+        assert!(matches!(
+            mint_hs256(SECRET, &bad_sub),
+            Err(MintError::InvalidSub(_))
+        ));
+        assert_eq!(mint_hs256("", &spec()), Err(MintError::EmptySecret));
+        let zero = TokenSpec {
+            ttl: Duration::ZERO,
+            ..spec()
+        };
+        assert_eq!(mint_hs256(SECRET, &zero), Err(MintError::ZeroTtl));
+        let forever = TokenSpec {
+            ttl: Duration::from_secs(u64::MAX),
+            ..spec()
+        };
+        assert_eq!(mint_hs256(SECRET, &forever), Err(MintError::TtlTooLong));
+    }
+}

@@ -109,3 +109,39 @@ impl Principal {
         self.kind == PrincipalKind::Anonymous
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pats(list: &[&str]) -> Vec<Pattern> {
+        list.iter().map(|s| Pattern::parse(s).unwrap()).collect()
+    }
+
+    fn pat(s: &str) -> Pattern {
+        Pattern::parse(s).unwrap()
+    }
+
+    #[test]
+    fn publish_permissions_treat_users_and_broadcast_as_topics() {
+        let mut p = Principal::anonymous(vec![]);
+        p.publish = pats(&["users/*"]);
+        assert!(p.may_notify_user("alice") && p.may_notify_user("https://idp/u/1"));
+        assert!(!p.may_publish_topic("orders/1") && !p.may_broadcast());
+        p.publish = pats(&["broadcast"]);
+        assert!(p.may_broadcast() && !p.may_notify_user("alice"));
+        p.publish = pats(&["users/alice", "orders/*"]);
+        assert!(p.may_notify_user("alice") && !p.may_notify_user("bob"));
+        assert!(p.may_publish_topic("orders/1") && !p.may_publish_topic("orders/1/x"));
+    }
+
+    #[test]
+    fn subscribe_permission_is_coverage_not_overlap() {
+        let mut p = Principal::anonymous(vec![]);
+        p.subscribe = pats(&["orders/*", "tenant/7/**"]);
+        assert!(p.may_subscribe(&pat("orders/42")) && p.may_subscribe(&pat("orders/*")));
+        assert!(p.may_subscribe(&pat("tenant/7/a/**")) && p.may_subscribe(&pat("tenant/7/*")));
+        assert!(!p.may_subscribe(&pat("orders/**")) && !p.may_subscribe(&pat("tenant/*/a")));
+        assert!(!p.may_subscribe(&pat("tenant/7")));
+    }
+}
