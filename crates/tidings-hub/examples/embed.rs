@@ -35,7 +35,7 @@ async fn pay(State(hub): State<Hub>, Path(id): Path<u64>) -> Result<String, Stri
         .event("order.paid")
         .json(&serde_json::json!({ "order": id, "state": "paid" }))
         .map_err(|e| e.to_string())?;
-    let published = hub.publish(event).map_err(|e| e.to_string())?;
+    let published = hub.publish(event).await.map_err(|e| e.to_string())?;
     Ok(format!(
         "event {} queued to {} connection(s)\n",
         published.id, published.delivered

@@ -230,7 +230,7 @@ async fn publish(State(hub): State<Hub>, req: Request) -> Result<Response, ApiEr
     for e in &events {
         check_targets(&principal, e)?;
     }
-    let published = hub.publish_batch(events)?;
+    let published = hub.publish_batch(events).await?;
     if batch {
         Ok(Json(published).into_response())
     } else {
@@ -250,7 +250,7 @@ async fn notify(
     let bytes = read_json_body(&parts.headers, body, hub.config().max_body_bytes).await?;
     let event = parse_message(&bytes, Publish::to_user(user))?;
     check_targets(&principal, &event)?;
-    let p = hub.publish(event)?;
+    let p = hub.publish(event).await?;
     Ok(Json(serde_json::json!({ "id": p.id, "sent": p.delivered })).into_response())
 }
 
@@ -261,7 +261,7 @@ async fn broadcast(State(hub): State<Hub>, req: Request) -> Result<Response, Api
     let event = parse_message(&bytes, Publish::to_everyone())?;
     check_targets(&principal, &event)?;
     let total = hub.connection_count();
-    let p = hub.publish(event)?;
+    let p = hub.publish(event).await?;
     Ok(
         Json(serde_json::json!({ "id": p.id, "sent": p.delivered, "total": total }))
             .into_response(),

@@ -1,9 +1,10 @@
 //! The engine: the publish sequencer, subscription admission, housekeeping and draining.
 //!
-//! One lock, the sequencer, orders everything that must be ordered: assigning ids, appending
-//! to history, fanning out, and registering a new subscriber. Registering under it is what
-//! makes a resume seamless: the subscriber's replay ends exactly at the newest id when it was
-//! registered, and every later event reaches its queue live.
+//! Two locks order what must be ordered. The *sequencer* assigns ids and appends to history, so
+//! ids grow in publish order. The *fan-out* lock queues events to subscribers once the store
+//! says they are durable (the store reports batches in append order) and registers new
+//! subscribers: a resuming subscriber's replay ends exactly at the newest event fanned out when
+//! it was registered, and every later event reaches its queue live: no gap, no duplicate.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -43,6 +44,8 @@ pub(crate) struct Inner {
     pub history: Arc<dyn HistoryStore>,
     pub metrics: Metrics,
     sequencer: Mutex<EventId>,
+    /// The newest event queued to subscribers.
+    fanned_out: Mutex<EventId>,
     registry: RwLock<Registry>,
     draining: AtomicBool,
     next_key: AtomicU64,
@@ -59,6 +62,8 @@ pub enum HubError {
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthConfigError),
 }
+
+type PublishReceiver = tokio::sync::oneshot::Receiver<Result<Vec<Published>, PublishError>>;
 
 /// What a subscriber asked for, already authorised.
 #[derive(Debug)]
@@ -122,6 +127,7 @@ impl Hub {
             history,
             metrics: Metrics::default(),
             sequencer: Mutex::new(start),
+            fanned_out: Mutex::new(start),
             registry: RwLock::new(Registry::default()),
             draining: AtomicBool::new(false),
             next_key: AtomicU64::new(1),
@@ -137,22 +143,31 @@ impl Hub {
         &self.inner.config
     }
 
-    /// Publishes one event.
-    pub fn publish(&self, event: Publish) -> Result<Published, PublishError> {
-        let mut out = self.publish_batch(vec![event])?;
+    /// Publishes one event; resolves once it is in the history at the configured durability
+    /// and queued to its subscribers.
+    pub async fn publish(&self, event: Publish) -> Result<Published, PublishError> {
+        let mut out = self.publish_batch(vec![event]).await?;
         out.pop().ok_or(PublishError::NoTarget)
     }
 
     /// Publishes events in order with consecutive ids; all are validated first, so a bad one
     /// publishes none.
-    pub fn publish_batch(&self, events: Vec<Publish>) -> Result<Vec<Published>, PublishError> {
+    pub async fn publish_batch(
+        &self,
+        events: Vec<Publish>,
+    ) -> Result<Vec<Published>, PublishError> {
         let started = Instant::now();
         let max = self.inner.config.max_event_bytes;
         let prepared = events
             .into_iter()
             .map(|e| e.prepare(max))
             .collect::<Result<Vec<_>, _>>()?;
-        let out = self.inner.publish(prepared)?;
+        let out = Arc::clone(&self.inner).publish(prepared)?.await;
+        let out = out.map_err(|_| {
+            PublishError::History(crate::history::StoreError::Unavailable(
+                "the history store dropped the publish".into(),
+            ))
+        })??;
         self.inner
             .metrics
             .publish_latency
@@ -162,25 +177,25 @@ impl Hub {
 
     /// Sends an event to every connection of `user`; returns its id and the number of
     /// connections it was queued to.
-    pub fn notify(&self, user: &str, event: Publish) -> Result<Published, PublishError> {
+    pub async fn notify(&self, user: &str, event: Publish) -> Result<Published, PublishError> {
         let event = Publish {
             topics: Vec::new(),
             users: vec![user.to_owned()],
             broadcast: false,
             ..event
         };
-        self.publish(event)
+        self.publish(event).await
     }
 
     /// Sends an event to every connection.
-    pub fn broadcast(&self, event: Publish) -> Result<Published, PublishError> {
+    pub async fn broadcast(&self, event: Publish) -> Result<Published, PublishError> {
         let event = Publish {
             topics: Vec::new(),
             users: Vec::new(),
             broadcast: true,
             ..event
         };
-        self.publish(event)
+        self.publish(event).await
     }
 
     /// Open event streams.
@@ -214,7 +229,10 @@ impl Inner {
         self.draining.load(Ordering::SeqCst)
     }
 
-    fn publish(&self, batch: Vec<Prepared>) -> Result<Vec<Published>, PublishError> {
+    /// Assigns ids and hands the events to the store; the receiver resolves once they are
+    /// durable and fanned out.
+    fn publish(self: Arc<Self>, batch: Vec<Prepared>) -> Result<PublishReceiver, PublishError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
         let mut last = self.sequencer.lock();
         if self.is_draining() {
             return Err(PublishError::Draining);
@@ -235,11 +253,28 @@ impl Inner {
                 frame,
             }));
         }
-        self.history.append(&events)?;
         *last = id;
+        let hub = Arc::clone(&self);
+        let fan_out = events.clone();
+        self.history.append(
+            events,
+            Box::new(move |result| {
+                let out = result
+                    .map(|()| hub.fan_out(&fan_out))
+                    .map_err(PublishError::from);
+                let _ = tx.send(out);
+            }),
+        );
+        drop(last);
+        Ok(rx)
+    }
+
+    /// Queues durable events to their subscribers, in id order. The one place fan-out happens.
+    fn fan_out(&self, events: &[Arc<StoredEvent>]) -> Vec<Published> {
+        let mut fanned_out = self.fanned_out.lock();
         let registry = self.registry.read();
         let mut out = Vec::with_capacity(events.len());
-        for event in &events {
+        for event in events {
             let mut delivered = 0usize;
             registry.fanout(event, |conn| match conn.enqueue(event.id, &event.frame) {
                 Enqueued::Queued => delivered += 1,
@@ -251,11 +286,10 @@ impl Inner {
                 id: event.id.to_string(),
                 delivered,
             });
+            *fanned_out = (*fanned_out).max(event.id);
         }
-        drop(registry);
-        drop(last);
         self.metrics.events_published.add(out.len() as u64);
-        Ok(out)
+        out
     }
 
     /// Admits and registers a subscriber, deciding its replay under the sequencer.
@@ -275,13 +309,13 @@ impl Inner {
         let connected = tidings_wire::Event::new(&connected).with_event("connected");
         let _ = connected.encode_into(&mut prelude);
 
-        let last = self.sequencer.lock();
+        let fanned_out = self.fanned_out.lock();
         let mut registry = self.registry.write();
         if let Err(limit) = registry.admit(limits, spec.user.as_deref(), spec.ip) {
             self.metrics.rejected_limit.inc();
             return Err(limit);
         }
-        let newest = *last;
+        let newest = *fanned_out;
         let floor = self.history.bounds().floor;
         let mut replay = None;
         if let Some(given) = spec.last_event_id.as_deref().filter(|s| !s.is_empty()) {
@@ -323,7 +357,7 @@ impl Inner {
         ));
         registry.insert(Arc::clone(&conn));
         drop(registry);
-        drop(last);
+        drop(fanned_out);
         if replay.is_some() {
             self.metrics.replays.inc();
         }

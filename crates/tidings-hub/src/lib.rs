@@ -8,7 +8,7 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let hub = Hub::new(HubConfig { dev: true, ..Default::default() })?;
 //! let app = axum::Router::new().merge(tidings_hub::router(hub.clone()));
-//! hub.publish(Publish::to_topic("orders/42").event("order.paid").json(&42)?)?;
+//! hub.publish(Publish::to_topic("orders/42").event("order.paid").json(&42)?).await?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! axum::serve(listener, app).await?;
 //! # Ok(()) }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use super::{Bounds, HistoryStore, ReplayFilter, StoreError};
+use super::{Bounds, HistoryStore, OnDurable, ReplayFilter, StoreError};
 use crate::event::{EventId, StoredEvent};
 
 /// Keeps at most `max_events` events and `max_bytes` of frames; the oldest go first.
@@ -38,10 +38,9 @@ impl MemoryStore {
             max_bytes: max_bytes.max(1),
         }
     }
-}
 
-impl HistoryStore for MemoryStore {
-    fn append(&self, events: &[Arc<StoredEvent>]) -> Result<(), StoreError> {
+    /// Adds events and drops the oldest past the bounds.
+    pub fn push(&self, events: &[Arc<StoredEvent>]) {
         let mut ring = self.inner.write();
         for event in events {
             debug_assert!(event.id > ring.newest, "ids must grow");
@@ -58,7 +57,13 @@ impl HistoryStore for MemoryStore {
             ring.bytes -= old.frame.len();
             ring.floor = old.id;
         }
-        Ok(())
+    }
+}
+
+impl HistoryStore for MemoryStore {
+    fn append(&self, events: Vec<Arc<StoredEvent>>, on_durable: OnDurable) {
+        self.push(&events);
+        on_durable(Ok(()));
     }
 
     fn read(
@@ -121,9 +126,7 @@ mod tests {
     #[test]
     fn reads_only_after_the_position_and_up_to_the_seam() {
         let store = MemoryStore::new(EventId(10), 100, 1 << 20);
-        store
-            .append(&(11..=20).map(|i| event(i, "a")).collect::<Vec<_>>())
-            .unwrap();
+        store.push(&(11..=20).map(|i| event(i, "a")).collect::<Vec<_>>());
         let patterns = all();
         let filter = ReplayFilter {
             patterns: &patterns,
@@ -139,9 +142,7 @@ mod tests {
     #[test]
     fn retention_by_count_moves_the_floor_and_reports_a_gap() {
         let store = MemoryStore::new(EventId(0), 5, 1 << 20);
-        store
-            .append(&(1..=20).map(|i| event(i, "a")).collect::<Vec<_>>())
-            .unwrap();
+        store.push(&(1..=20).map(|i| event(i, "a")).collect::<Vec<_>>());
         assert_eq!(
             store.bounds(),
             Bounds {
@@ -170,7 +171,7 @@ mod tests {
     #[test]
     fn retention_by_bytes_keeps_the_newest_event() {
         let store = MemoryStore::new(EventId(0), 100, 1);
-        store.append(&[event(1, "a"), event(2, "a")]).unwrap();
+        store.push(&[event(1, "a"), event(2, "a")]);
         assert_eq!(store.size().0, 1);
         assert_eq!(store.bounds().floor, EventId(1));
     }
@@ -178,9 +179,7 @@ mod tests {
     #[test]
     fn filter_skips_other_topics() {
         let store = MemoryStore::new(EventId(0), 100, 1 << 20);
-        store
-            .append(&[event(1, "a"), event(2, "b"), event(3, "a")])
-            .unwrap();
+        store.push(&[event(1, "a"), event(2, "b"), event(3, "a")]);
         let patterns = vec![Pattern::parse("a").unwrap()];
         let filter = ReplayFilter {
             patterns: &patterns,

@@ -50,10 +50,19 @@ pub enum StoreError {
     Unavailable(String),
 }
 
+/// Called once an appended batch is durable (or failed to become so).
+pub type OnDurable = Box<dyn FnOnce(Result<(), StoreError>) + Send + 'static>;
+
 /// An append-only, bounded log of events, read by position and filter.
 pub trait HistoryStore: Send + Sync + 'static {
-    /// Appends events whose ids are strictly greater than every id appended before.
-    fn append(&self, events: &[Arc<StoredEvent>]) -> Result<(), StoreError>;
+    /// Appends events whose ids are strictly greater than every id appended before, and calls
+    /// `on_durable` once they are stored at the configured durability.
+    ///
+    /// The hub calls this under its publish sequencer and fans the events out from
+    /// `on_durable`, so a store must call the callbacks in append order; it may call one
+    /// inline (an in-memory store does) or later from its own flusher (a group commit).
+    /// Events whose batch failed must never be returned by [`HistoryStore::read`].
+    fn append(&self, events: Vec<Arc<StoredEvent>>, on_durable: OnDurable);
 
     /// Up to `limit` events with `after < id <= upto` that `filter` accepts, in id order.
     /// `Err(Gap)` when events after `after` have been dropped.
