@@ -5,35 +5,47 @@
 
 use tidings_wire::{EncodeError, Event, Item, MessageEvent, ParseError, Parser};
 
-/// Parser input: the first byte picks the chunk sizes, the rest is the stream.
+/// Parser input: the first byte picks the chunk sizes and the limits, the rest is the stream.
 ///
 /// Checks that the parser never panics, and that chunking changes neither the items, nor the
-/// error, nor the last event ID; with the default limit and with a tiny one, so the limit's
+/// error, nor the last event ID; with the default limits and with tiny ones, so the limits'
 /// paths are reached too.
 pub fn parse(input: &[u8]) {
     let Some((&seed, stream)) = input.split_first() else {
         return;
     };
-    for limit in [None, Some(usize::from(seed % 16))] {
-        let whole = run_parser(limit, [stream]);
+    let tiny = Limits {
+        line: usize::from(seed % 16),
+        event: usize::from(seed / 16),
+    };
+    for limits in [None, Some(tiny)] {
+        let whole = run_parser(limits, [stream]);
         let step = usize::from(seed >> 4) + 1;
         assert_eq!(
-            run_parser(limit, stream.chunks(step)),
+            run_parser(limits, stream.chunks(step)),
             whole,
             "chunks of {step}"
         );
-        assert_eq!(run_parser(limit, stream.chunks(1)), whole, "byte by byte");
+        assert_eq!(run_parser(limits, stream.chunks(1)), whole, "byte by byte");
     }
+}
+
+#[derive(Clone, Copy)]
+struct Limits {
+    line: usize,
+    event: usize,
 }
 
 type Outcome = (Vec<Item>, Option<ParseError>, String);
 
-fn run_parser<'a>(limit: Option<usize>, chunks: impl IntoIterator<Item = &'a [u8]>) -> Outcome {
+fn run_parser<'a>(limits: Option<Limits>, chunks: impl IntoIterator<Item = &'a [u8]>) -> Outcome {
     let mut parser = Parser::new()
         .with_comments(true)
         .with_last_event_id("start");
-    if let Some(limit) = limit {
-        parser = parser.with_max_line_len(limit);
+    if let Some(limits) = limits {
+        parser = parser
+            .with_max_line_len(limits.line)
+            .with_max_event_len(limits.event);
     }
     let mut items = Vec::new();
     let error = chunks

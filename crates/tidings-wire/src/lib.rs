@@ -36,4 +36,4 @@ mod parse;
 pub use bytes::{Bytes, BytesMut};
 pub use encode::{encode_comment, encode_retry, EncodeError, Event};
 pub use item::{Item, MessageEvent};
-pub use parse::{ParseError, Parser, DEFAULT_MAX_LINE_LEN};
+pub use parse::{ParseError, Parser, DEFAULT_MAX_EVENT_LEN, DEFAULT_MAX_LINE_LEN};

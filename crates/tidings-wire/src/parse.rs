@@ -14,6 +14,9 @@ use crate::item::{Item, MessageEvent};
 /// The default limit on the length of one line, 16 MiB. See [`Parser::with_max_line_len`].
 pub const DEFAULT_MAX_LINE_LEN: usize = 16 * 1024 * 1024;
 
+/// The default limit on the data of one event, 64 MiB. See [`Parser::with_max_event_len`].
+pub const DEFAULT_MAX_EVENT_LEN: usize = 64 * 1024 * 1024;
+
 /// The UTF-8 encoding of U+FEFF, which the stream's decoder skips at the very start.
 const BOM: &[u8; 3] = b"\xEF\xBB\xBF";
 
@@ -24,6 +27,12 @@ pub enum ParseError {
     /// A line grew past the configured limit before its line end arrived.
     #[error("line longer than {limit} bytes")]
     LineTooLong {
+        /// The limit in force, in bytes.
+        limit: usize,
+    },
+    /// The data lines of one event added up to more than the configured limit.
+    #[error("event data longer than {limit} bytes")]
+    EventTooLarge {
         /// The limit in force, in bytes.
         limit: usize,
     },
@@ -48,14 +57,19 @@ pub enum ParseError {
 /// ```
 ///
 /// # Limits and errors
-/// A line longer than [`Parser::with_max_line_len`] (default [`DEFAULT_MAX_LINE_LEN`]) makes
-/// `feed` return [`ParseError::LineTooLong`]. Items dispatched earlier in the same chunk are
-/// still in `out`. The error is sticky: every later `feed` returns it again, until
-/// [`Parser::reset`]. Nothing else is an error: invalid UTF-8 becomes U+FFFD, and lines the
-/// standard says to ignore are ignored.
+/// The standard sets no limits; a parser facing the network needs them. A line longer than
+/// [`Parser::with_max_line_len`] (default [`DEFAULT_MAX_LINE_LEN`]) makes `feed` return
+/// [`ParseError::LineTooLong`], and an event whose data lines add up to more than
+/// [`Parser::with_max_event_len`] (default [`DEFAULT_MAX_EVENT_LEN`]) makes it return
+/// [`ParseError::EventTooLarge`]. So the parser's memory stays under the sum of the two limits,
+/// whatever the stream. Items dispatched earlier in the same chunk are still in `out`, and which
+/// error is reported, and where, does not depend on the chunking. The error is sticky: every
+/// later `feed` returns it again, until [`Parser::reset`]. Nothing else is an error: invalid
+/// UTF-8 becomes U+FFFD, and lines the standard says to ignore are ignored.
 #[derive(Debug, Clone)]
 pub struct Parser {
     max_line_len: usize,
+    max_event_len: usize,
     comments: bool,
     /// How many bytes of a leading BOM have been seen, or `None` once the stream's start is past.
     bom_seen: Option<usize>,
@@ -93,6 +107,7 @@ impl Default for Parser {
     fn default() -> Self {
         Parser {
             max_line_len: DEFAULT_MAX_LINE_LEN,
+            max_event_len: DEFAULT_MAX_EVENT_LEN,
             comments: false,
             bom_seen: Some(0),
             after_cr: false,
@@ -120,6 +135,17 @@ impl Parser {
     pub fn with_max_line_len(self, bytes: usize) -> Self {
         Parser {
             max_line_len: bytes,
+            ..self
+        }
+    }
+
+    /// Sets the most data one event may carry, in bytes: its data lines joined with LF. It
+    /// bounds the memory of an event that never ends; [`ParseError::EventTooLarge`] reports a
+    /// larger one. It is checked when a data line ends, and a line is itself bounded by
+    /// [`Parser::with_max_line_len`].
+    pub fn with_max_event_len(self, bytes: usize) -> Self {
+        Parser {
+            max_event_len: bytes,
             ..self
         }
     }
@@ -282,20 +308,24 @@ impl Parser {
         match self.carry {
             Carry::Nothing => {
                 self.check_len(0, tail.len())?;
-                self.interpret_line(tail, out);
+                self.interpret_line(tail, out)?;
             }
             Carry::Line => {
                 self.check_len(self.line.len(), tail.len())?;
                 // Taken out and put back so the buffer keeps its capacity for the next line.
                 let mut line = std::mem::take(&mut self.line);
                 line.extend_from_slice(tail);
-                self.interpret_line(&line, out);
+                let interpreted = self.interpret_line(&line, out);
                 line.clear();
                 self.line = line;
+                interpreted?;
             }
             Carry::Data { len } => {
                 self.check_len(len, tail.len())?;
                 self.data.extend_from_slice(tail);
+                // Checked only now, at the line end, as for a line met whole, so the error
+                // does not depend on where the chunks were cut.
+                self.check_event_len(0)?;
             }
         }
         self.carry = Carry::Nothing;
@@ -312,11 +342,21 @@ impl Parser {
         }
     }
 
+    /// Whether the data buffer may grow by `more` bytes.
+    fn check_event_len(&self, more: usize) -> Result<(), ParseError> {
+        match self.data.len().checked_add(more) {
+            Some(len) if len <= self.max_event_len => Ok(()),
+            _ => Err(ParseError::EventTooLarge {
+                limit: self.max_event_len,
+            }),
+        }
+    }
+
     /// "Interpreting an event stream": one complete line, without its line end.
-    fn interpret_line(&mut self, line: &[u8], out: &mut Vec<Item>) {
+    fn interpret_line(&mut self, line: &[u8], out: &mut Vec<Item>) -> Result<(), ParseError> {
         if line.is_empty() {
             self.dispatch(out);
-            return;
+            return Ok(());
         }
         if let Some(comment) = line.strip_prefix(b":") {
             if self.comments {
@@ -324,19 +364,25 @@ impl Parser {
                 // reports `text` and a comment round-trips through the encoder.
                 out.push(Item::Comment(decode(strip_one_space(comment))));
             }
-            return;
+            return Ok(());
         }
         let (name, value) = match memchr::memchr(b':', line) {
             Some(colon) => (&line[..colon], strip_one_space(&line[colon + 1..])),
             None => (line, &b""[..]),
         };
-        self.process_field(name, value, out);
+        self.process_field(name, value, out)
     }
 
     /// "Process the field".
-    fn process_field(&mut self, name: &[u8], value: &[u8], out: &mut Vec<Item>) {
+    fn process_field(
+        &mut self,
+        name: &[u8],
+        value: &[u8],
+        out: &mut Vec<Item>,
+    ) -> Result<(), ParseError> {
         match name {
             b"data" => {
+                self.check_event_len(usize::from(self.has_data) + value.len())?;
                 if self.has_data {
                     self.data.push(b'\n');
                 }
@@ -360,6 +406,7 @@ impl Parser {
             }
             _ => {}
         }
+        Ok(())
     }
 
     /// "Dispatching the event".

@@ -22,6 +22,7 @@ struct Case {
     comments: bool,
     initial_last_event_id: Option<String>,
     max_line_len: Option<usize>,
+    max_event_len: Option<usize>,
     items: Vec<Expected>,
     last_event_id: Option<String>,
     error: Option<String>,
@@ -74,6 +75,9 @@ impl Case {
         let mut parser = Parser::new().with_comments(self.comments);
         if let Some(limit) = self.max_line_len {
             parser = parser.with_max_line_len(limit);
+        }
+        if let Some(limit) = self.max_event_len {
+            parser = parser.with_max_event_len(limit);
         }
         if let Some(id) = &self.initial_last_event_id {
             parser = parser.with_last_event_id(id);
@@ -131,6 +135,12 @@ fn every_vector_parses_to_its_expected_items_whole() {
             None => assert_eq!(outcome.error, None, "case {}", case.name),
             Some("line_too_long") => assert!(
                 matches!(outcome.error, Some(ParseError::LineTooLong { .. })),
+                "case {}: {:?}",
+                case.name,
+                outcome.error
+            ),
+            Some("event_too_large") => assert!(
+                matches!(outcome.error, Some(ParseError::EventTooLarge { .. })),
                 "case {}: {:?}",
                 case.name,
                 outcome.error

@@ -2,6 +2,8 @@
 //! and what it encodes parses back to the same event.
 #![no_main]
 
+// Each target uses one of the shared checks.
+#[allow(dead_code)]
 #[path = "../checks.rs"]
 mod checks;
 
