@@ -18,6 +18,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the hub.
+    Serve(Box<cmd::serve::ServeOptions>),
+    /// Publish one event to a running hub.
+    Publish(cmd::publish::PublishArgs),
     /// Parse an event stream (a file or stdin) and print one JSON object per line.
     Parse(cmd::parse::ParseArgs),
     /// Mint a token (HS256) with the hub's secret and print it.
@@ -27,6 +31,8 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(options) => cmd::serve::run(*options),
+        Command::Publish(args) => cmd::publish::run(args),
         Command::Parse(args) => cmd::parse::run(args),
         Command::Token(args) => cmd::token::run(args),
     };

@@ -1,4 +1,6 @@
 //! One module per subcommand.
 
 pub mod parse;
+pub mod publish;
+pub mod serve;
 pub mod token;
