@@ -39,6 +39,9 @@ pub struct SseStream {
     pub client_id: Option<String>,
     /// Every body byte received so far (after de-chunking), for failure messages.
     received: usize,
+    /// The id of the last event handed to the test. Not the parser's: the parser may have
+    /// dispatched events the test has not taken yet, and resuming from those would skip them.
+    last_id: String,
 }
 
 impl SseStream {
@@ -83,6 +86,7 @@ impl SseStream {
             headers: head.headers,
             client_id: None,
             received: 0,
+            last_id: String::new(),
         };
         stream.absorb(&head.rest);
         Ok(stream)
@@ -93,9 +97,10 @@ impl SseStream {
         find_header(&self.headers, name)
     }
 
-    /// The parser's last event ID: what this client would send as `Last-Event-ID`.
+    /// The last event ID of the events taken so far: what this client would send as
+    /// `Last-Event-ID` if it reconnected now.
     pub fn last_event_id(&self) -> &str {
-        self.parser.last_event_id()
+        &self.last_id
     }
 
     fn absorb(&mut self, bytes: &[u8]) {
@@ -121,6 +126,9 @@ impl SseStream {
         let mut chunk = vec![0u8; 64 * 1024];
         loop {
             if let Some(item) = self.items.pop_front() {
+                if let Item::Event(event) = &item {
+                    self.last_id.clone_from(&event.id);
+                }
                 return Ok(item);
             }
             if self.closed {
