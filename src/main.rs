@@ -26,6 +26,8 @@ enum Command {
     Parse(cmd::parse::ParseArgs),
     /// Mint a token (HS256) with the hub's secret and print it.
     Token(cmd::token::TokenArgs),
+    /// Subscribe to an event stream and print each event; reconnects like a browser.
+    Tail(cmd::tail::TailArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -35,6 +37,7 @@ fn main() -> std::process::ExitCode {
         Command::Publish(args) => cmd::publish::run(args),
         Command::Parse(args) => cmd::parse::run(args),
         Command::Token(args) => cmd::token::run(args),
+        Command::Tail(args) => cmd::tail::run(args),
     };
     match result {
         Ok(code) => code,

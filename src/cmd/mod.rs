@@ -3,4 +3,5 @@
 pub mod parse;
 pub mod publish;
 pub mod serve;
+pub mod tail;
 pub mod token;
