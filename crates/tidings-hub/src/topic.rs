@@ -207,15 +207,47 @@ impl Pattern {
 
     /// Whether the pattern matches `topic`, which the caller has validated with
     /// [`validate_topic`]. Never allocates.
+    ///
+    /// This runs for every (event, subscription) pair the fan-out considers, so it scans the
+    /// topic's bytes once, comparing literal segments in place, instead of splitting it.
     pub fn matches(&self, topic: &str) -> bool {
-        if self.is_literal() {
-            return self.as_str() == topic;
+        let inner = &*self.0;
+        if inner.literal {
+            return inner.text.as_ref() == topic;
         }
-        self.matches_segments(topic.split('/'))
+        let (topic, text) = (topic.as_bytes(), inner.text.as_bytes());
+        let n = topic.len();
+        // Start of the next topic segment; n + 1 once the last one is consumed.
+        let mut pos = 0;
+        for seg in inner.segments.iter() {
+            if pos > n {
+                return false;
+            }
+            let end = match *seg {
+                Segment::Literal { start, end } => {
+                    let lit = &text[usize::from(start)..usize::from(end)];
+                    let end = pos + lit.len();
+                    if end > n || &topic[pos..end] != lit || (end < n && topic[end] != b'/') {
+                        return false;
+                    }
+                    end
+                }
+                Segment::Any => topic[pos..]
+                    .iter()
+                    .position(|&b| b == b'/')
+                    .map_or(n, |i| pos + i),
+            };
+            pos = end + 1;
+        }
+        if inner.rest {
+            pos <= n
+        } else {
+            pos == n + 1
+        }
     }
 
-    /// Walks the topic's segments against the pattern's: each pattern segment consumes one
-    /// topic segment, and a trailing `**` needs at least one more.
+    /// Walks segments against the pattern's: each pattern segment consumes one, and a trailing
+    /// `**` needs at least one more. The general form of [`Pattern::matches`], for user targets.
     fn matches_segments<'t>(&self, mut topic: impl Iterator<Item = &'t str>) -> bool {
         for seg in self.0.segments.iter() {
             let Some(piece) = topic.next() else {

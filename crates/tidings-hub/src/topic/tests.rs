@@ -272,9 +272,16 @@ fn pattern_text() -> impl Strategy<Value = String> {
     )
 }
 
+/// Topics over segments that equal, extend or prefix the patterns' literals.
 fn topic_text() -> impl Strategy<Value = String> {
-    prop::collection::vec(prop_oneof![Just("a"), Just("b"), Just("c")], 1..7)
-        .prop_map(|segs| segs.join("/"))
+    let segment = prop_oneof![
+        Just("a".to_string()),
+        Just("b".to_string()),
+        Just("c".to_string()),
+        Just("ab".to_string()),
+        "[a-c é日]{1,3}",
+    ];
+    prop::collection::vec(segment, 1..7).prop_map(|segs| segs.join("/"))
 }
 
 proptest! {
