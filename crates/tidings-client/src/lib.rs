@@ -47,7 +47,7 @@
 //! - `redirect`, `backoff`: pure rules (where a redirect goes; how long to wait), unit-tested.
 //! - `item`: [`SseItem`] and what it carries ([`Event`], [`Reset`], [`Open`]).
 //! - `error`: [`Error`] with the retry rule, and [`BuildError`].
-//! - [`testing`] (feature `testing`): a scripted server on loopback for tests.
+//! - `testing` (feature `testing`): a scripted server on loopback for tests.
 //!
 //! Plain `http://` only: put TLS in front (a local proxy) or use a client with TLS for
 //! `https://`. It runs on tokio.
