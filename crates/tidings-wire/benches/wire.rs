@@ -112,9 +112,16 @@ fn parse(c: &mut Criterion) {
     group.finish();
 }
 
+/// Short runs: the development machine has two cores shared with other builds.
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+}
+
 criterion_group! {
     name = benches;
-    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    config = config();
     targets = encode, parse
 }
 criterion_main!(benches);
