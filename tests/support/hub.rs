@@ -15,7 +15,8 @@ use super::metrics::Metrics;
 use super::sse::SseStream;
 use super::{PUBLISH_KEY, WAIT};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_tidings");
+/// The `tidings` binary under test, built by cargo for the integration tests.
+pub const BINARY: &str = env!("CARGO_BIN_EXE_tidings");
 
 /// Only the last part of stderr is kept: enough to explain a failure, bounded for the
 /// tests that make the hub log thousands of lines.
@@ -169,11 +170,16 @@ impl Hub {
 
     /// Sends SIGTERM.
     pub fn sigterm(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`), with `kill(1)`.
+    pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
+            .args([&format!("-{name}"), &self.pid().to_string()])
             .status()
             .expect("run kill");
-        assert!(status.success(), "kill -TERM {} failed", self.pid());
+        assert!(status.success(), "kill -{name} {} failed", self.pid());
     }
 
     /// Waits for the process to exit; fails the test (with stderr) if it is still running

@@ -1,0 +1,582 @@
+//! Operating the hub: health, readiness, metrics, presence, CORS, graceful shutdown, `--dev`,
+//! and configuration from flags, environment and file.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use support::http::try_send;
+use support::hub::BINARY;
+use support::{
+    events_path, json, serve_until_exit, Hub, Item, Req, Token, Value, PUBLISH_KEY, SECRET, WAIT,
+};
+use tokio::time::Instant;
+
+fn hub(extra: &[&str]) -> Hub {
+    let mut args = vec![
+        "--jwt-secret",
+        SECRET,
+        "--publish-key",
+        PUBLISH_KEY,
+        "--public-topic",
+        "**",
+    ];
+    args.extend_from_slice(extra);
+    Hub::start(&args)
+}
+
+#[tokio::test]
+async fn healthz_and_readyz_answer_while_running() {
+    let hub = hub(&[]);
+    assert_eq!(
+        hub.send(Req::get("/healthz")).await.ok_json(),
+        json!({"status": "ok"})
+    );
+    assert_eq!(
+        hub.send(Req::get("/readyz")).await.ok_json(),
+        json!({"status": "ready"})
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_connections_and_events() {
+    let hub = hub(&[]);
+    let reply = hub.send(Req::get("/metrics")).await;
+    reply.expect_status(200);
+    let content_type = reply.header("content-type").unwrap_or_default();
+    assert!(
+        content_type.starts_with("text/plain"),
+        "Content-Type {content_type:?}"
+    );
+    let text = reply.text();
+    // Every kind of figure the contract lists is exposed, with HELP and TYPE lines.
+    for kind in [
+        "connections",
+        "subscriptions",
+        "published",
+        "delivered",
+        "bytes",
+        "slow_consumer",
+        "queue",
+        "replay",
+        "history",
+        "latency",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("# TYPE tidings_") && l.contains(kind)),
+            "no metric about {kind:?} in /metrics:\n{text}"
+        );
+    }
+
+    let start = hub.metrics().await;
+    let published = start.get("tidings_events_published_total");
+    let delivered = start.get("tidings_events_delivered_total");
+    assert_eq!(start.get("tidings_connections"), 0.0);
+    let mut a = hub.subscribe(Req::get("/events?topic=t")).await;
+    let mut b = hub.subscribe(Req::get("/events?topic=t")).await;
+    assert_eq!(hub.metrics().await.get("tidings_connections"), 2.0);
+    for i in 0..3 {
+        hub.publish(&json!({"topic": "t", "data": i})).await;
+    }
+    for stream in [&mut a, &mut b] {
+        for _ in 0..3 {
+            stream.next_event(WAIT).await;
+        }
+    }
+    let now = hub.metrics().await;
+    assert_eq!(now.get("tidings_events_published_total") - published, 3.0);
+    assert_eq!(now.get("tidings_events_delivered_total") - delivered, 6.0);
+    drop((a, b));
+    hub.wait_metric("tidings_connections", WAIT, |v| v == 0.0)
+        .await;
+}
+
+#[tokio::test]
+async fn clients_lists_connections_per_user_and_per_pattern() {
+    let hub = hub(&[]);
+    let admin = Token::new().sub("root").admin().sign();
+    let alice = Token::new().sub("alice").subscribe(&["orders/*"]).sign();
+    let bob = Token::new().sub("bob").subscribe(&["news"]).sign();
+    let mut alices = vec![
+        hub.subscribe(Req::get("/events?topic=orders/*").bearer(&alice))
+            .await,
+        hub.subscribe(Req::get("/events?topic=orders/*").bearer(&alice))
+            .await,
+    ];
+    let _bob = hub
+        .subscribe(Req::get("/events?topic=news").bearer(&bob))
+        .await;
+    let _anonymous = hub.subscribe(Req::get("/events?topic=news")).await;
+
+    let all = hub
+        .send(Req::get("/clients").bearer(&admin))
+        .await
+        .ok_json();
+    assert_eq!(all["total"], 4, "{all}");
+    assert_eq!(all["users"], json!({"alice": 2, "bob": 1}), "{all}");
+    assert_eq!(all["topics"], json!({"orders/*": 2, "news": 2}), "{all}");
+
+    let listed = hub
+        .send(Req::get("/clients?user=alice").bearer(&admin))
+        .await
+        .ok_json();
+    assert_eq!(listed["user"], "alice");
+    let listed: BTreeSet<String> = serde_json::from_value(listed["connections"].clone())
+        .unwrap_or_else(|e| panic!("connections is not a list of strings ({e}): {listed}"));
+    let expected: BTreeSet<String> = alices
+        .iter()
+        .map(|s| s.client_id.clone().unwrap())
+        .collect();
+    assert_eq!(listed, expected);
+
+    // The publish key is an admin credential too; and closed streams leave the lists.
+    alices.clear();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let all = hub
+            .send(Req::get("/clients").bearer(PUBLISH_KEY))
+            .await
+            .ok_json();
+        if all["total"] == 2 && all["users"].get("alice").is_none_or(|n| *n == 0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "closed streams still listed: {all}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn assert_cors(headers: &[(String, String)], origin: &str, what: &str) {
+    let header = |name| support::http::find_header(headers, name);
+    assert_eq!(
+        header("access-control-allow-origin"),
+        Some(origin),
+        "{what}: {headers:?}"
+    );
+    assert_eq!(
+        header("access-control-allow-credentials"),
+        Some("true"),
+        "{what}"
+    );
+    let vary = header("vary").unwrap_or_default().to_ascii_lowercase();
+    assert!(vary.contains("origin"), "{what}: Vary {vary:?}");
+}
+
+#[tokio::test]
+async fn cors_answers_allowed_origins_only() {
+    let hub = hub(&[
+        "--cors-origin",
+        "https://app.example",
+        "--cors-origin",
+        "https://admin.example",
+    ]);
+    for origin in ["https://app.example", "https://admin.example"] {
+        let reply = hub
+            .send(Req::get("/healthz").header("Origin", origin))
+            .await;
+        assert_cors(&reply.headers, origin, "GET /healthz");
+        let stream = hub
+            .open(Req::get("/events?topic=t").header("Origin", origin))
+            .await
+            .expect("200");
+        assert_cors(&stream.headers, origin, "GET /events");
+        let body = json!({"topic": "t", "text": "x"});
+        let req = Req::post("/publish")
+            .bearer(PUBLISH_KEY)
+            .json(&body)
+            .header("Origin", origin);
+        assert_cors(&hub.send(req).await.headers, origin, "POST /publish");
+        // Errors carry CORS headers too, or a browser could not read them.
+        let reply = hub
+            .send(Req::post("/publish").header("Origin", origin).json(&body))
+            .await;
+        reply.expect_error(401, "unauthorized");
+        assert_cors(&reply.headers, origin, "a 401");
+    }
+    for origin in [
+        "https://evil.example",
+        "https://app.example.evil",
+        "http://app.example",
+        "null",
+    ] {
+        let reply = hub
+            .send(Req::get("/healthz").header("Origin", origin))
+            .await;
+        assert_eq!(
+            reply.header("access-control-allow-origin"),
+            None,
+            "origin {origin} was allowed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn cors_preflights_get_204_with_methods_and_headers() {
+    let hub = hub(&["--cors-origin", "https://app.example"]);
+    for (path, method) in [
+        ("/publish", "POST"),
+        ("/events", "GET"),
+        ("/notify/alice", "POST"),
+    ] {
+        let req = Req::new("OPTIONS", path)
+            .header("Origin", "https://app.example")
+            .header("Access-Control-Request-Method", method)
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization, content-type, last-event-id",
+            );
+        let reply = hub.send(req).await;
+        assert_eq!(reply.status, 204, "preflight {path}: {}", reply.text());
+        assert_eq!(
+            reply.header("access-control-allow-origin"),
+            Some("https://app.example")
+        );
+        let methods = reply
+            .header("access-control-allow-methods")
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        assert!(
+            methods.contains(method),
+            "{path}: allowed methods {methods:?}"
+        );
+        let headers = reply
+            .header("access-control-allow-headers")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        for needed in ["authorization", "content-type", "last-event-id"] {
+            assert!(
+                headers.contains(needed),
+                "{path}: allowed headers {headers:?} lack {needed}"
+            );
+        }
+    }
+    let req = Req::new("OPTIONS", "/publish")
+        .header("Origin", "https://evil.example")
+        .header("Access-Control-Request-Method", "POST");
+    let reply = hub.send(req).await;
+    assert_eq!(
+        reply.header("access-control-allow-origin"),
+        None,
+        "a foreign preflight was allowed"
+    );
+}
+
+#[tokio::test]
+async fn a_wildcard_cors_origin_allows_any_origin() {
+    let hub = hub(&["--cors-origin", "*"]);
+    let reply = hub
+        .send(Req::get("/healthz").header("Origin", "https://anything.example"))
+        .await;
+    assert_cors(&reply.headers, "https://anything.example", "wildcard");
+}
+
+#[tokio::test]
+async fn sigterm_tells_subscribers_to_come_back_closes_streams_and_exits_zero() {
+    let mut hub = hub(&[]);
+    let mut streams = Vec::new();
+    for topic in ["a", "b", "c", "d", "e"] {
+        streams.push(hub.subscribe(Req::get(&events_path(&[topic]))).await);
+    }
+    hub.sigterm();
+    // Readiness drops, if the hub still answers at all.
+    if let Ok(reply) = try_send(hub.addr(), &Req::get("/readyz")).await {
+        if reply.status != 200 {
+            reply.expect_error(503, "draining");
+            reply.retry_after();
+        }
+    }
+    let mut retries = Vec::new();
+    for stream in &mut streams {
+        let items = stream.expect_closed(WAIT).await;
+        let retry = items.iter().find_map(|item| match item {
+            Item::Retry(ms) => Some(*ms),
+            _ => None,
+        });
+        retries
+            .push(retry.unwrap_or_else(|| panic!("a drained stream got no `retry:`: {items:?}")));
+    }
+    let status = hub.wait_exit(WAIT).await;
+    assert!(status.success(), "exit status {status:?}");
+    assert!(retries.iter().all(|ms| *ms > 0), "retries {retries:?}");
+}
+
+#[tokio::test]
+async fn sigint_drains_like_sigterm() {
+    let mut hub = hub(&[]);
+    let mut stream = hub.subscribe(Req::get("/events?topic=t")).await;
+    hub.signal("INT");
+    let items = stream.expect_closed(WAIT).await;
+    assert!(
+        items.iter().any(|i| matches!(i, Item::Retry(_))),
+        "no retry before close: {items:?}"
+    );
+    assert!(hub.wait_exit(WAIT).await.success());
+}
+
+#[tokio::test]
+async fn shutdown_is_bounded_even_with_a_subscriber_that_never_reads() {
+    let mut hub = hub(&["--shutdown-timeout", "2"]);
+    let _stuck = hub
+        .subscribe(Req::get("/events?topic=t").recv_buffer(4096))
+        .await;
+    let _idle = hub.subscribe(Req::get("/events?topic=t")).await;
+    for _ in 0..40 {
+        hub.publish(&json!({"topic": "t", "text": "z".repeat(16 * 1024)}))
+            .await;
+    }
+    hub.sigterm();
+    assert!(
+        hub.wait_exit(WAIT).await.success(),
+        "stderr:\n{}",
+        hub.stderr()
+    );
+}
+
+/// The first whitespace-separated word of `lines` that looks like a JWT.
+fn find_jwt(lines: &[String]) -> Option<String> {
+    lines
+        .iter()
+        .flat_map(|l| l.split(|c: char| c.is_whitespace() || c == '\'' || c == '"'))
+        .find_map(|word| {
+            let word = word.trim_start_matches("Bearer").trim_start_matches(':');
+            let parts: Vec<&str> = word.split('.').collect();
+            let b64 = |p: &str| {
+                !p.is_empty()
+                    && p.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            };
+            (word.starts_with("eyJ") && parts.len() == 3 && parts.iter().all(|p| b64(p)))
+                .then(|| word.to_owned())
+        })
+}
+
+#[tokio::test]
+async fn dev_mode_prints_a_token_and_curl_lines_and_allows_anonymous_use() {
+    let hub = Hub::start(&["--dev"]);
+    let deadline = Instant::now() + WAIT;
+    let lines = loop {
+        let lines = hub.stdout_lines();
+        let curls = lines.iter().filter(|l| l.contains("curl")).count();
+        if curls >= 2 && find_jwt(&lines).is_some() {
+            break lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "--dev printed no token and curl lines:\n{}",
+            lines.join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let addr = hub.addr().to_string();
+    let curls: Vec<&String> = lines.iter().filter(|l| l.contains("curl")).collect();
+    assert!(
+        curls.iter().any(|l| l.contains("/events")),
+        "no subscribe curl: {curls:?}"
+    );
+    assert!(
+        curls.iter().any(|l| l.contains("/publish")),
+        "no publish curl: {curls:?}"
+    );
+    assert!(
+        curls.iter().all(|l| l.contains(&addr)),
+        "curl lines must name {addr}: {curls:?}"
+    );
+
+    // Anonymous subscribe and publish work, and so does the printed token.
+    let mut stream = hub.subscribe(Req::get("/events?topic=demo")).await;
+    let body = json!({"topic": "demo", "text": "hello"});
+    hub.send(Req::post("/publish").json(&body))
+        .await
+        .expect_status(200);
+    assert_eq!(stream.next_event(WAIT).await.data, "hello");
+    let token = find_jwt(&lines).expect("a token");
+    hub.subscribe(Req::get("/events?topic=demo").bearer(&token))
+        .await;
+}
+
+#[tokio::test]
+async fn dev_mode_refuses_a_non_loopback_listen_address() {
+    let exited = serve_until_exit(&["--memory", "--dev", "--listen", "0.0.0.0:0"], &[], WAIT);
+    let status = exited.status.expect("`--dev` on 0.0.0.0 kept running");
+    assert!(!status.success(), "`--dev` on 0.0.0.0 exited 0");
+    let said = format!("{}{}", exited.stdout, exited.stderr).to_ascii_lowercase();
+    assert!(
+        said.contains("loopback") || said.contains("--dev"),
+        "no reason given: {said}"
+    );
+}
+
+/// Runs a start that must fail and returns what it said, lower-cased with `_` as `-`.
+fn failed_start(args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut full = vec!["--memory", "--listen", "127.0.0.1:0"];
+    full.extend_from_slice(args);
+    let exited = serve_until_exit(&full, env, WAIT);
+    let status = exited
+        .status
+        .unwrap_or_else(|| panic!("`serve {}` {env:?} kept running", args.join(" ")));
+    assert!(
+        !status.success(),
+        "`serve {}` {env:?} exited 0",
+        args.join(" ")
+    );
+    format!("{}{}", exited.stdout, exited.stderr)
+        .to_ascii_lowercase()
+        .replace('_', "-")
+}
+
+/// Arguments, environment, and the option the error message must name.
+type BadStart<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+
+#[tokio::test]
+async fn invalid_configuration_fails_at_start_naming_the_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_file = dir.path().join("bad.toml");
+    std::fs::write(&bad_file, "queue_bytes = \"abc\"\n").unwrap();
+    let bad_file = bad_file.to_str().unwrap();
+    let cases: Vec<BadStart<'_>> = vec![
+        (vec!["--queue-bytes", "abc"], vec![], "queue-bytes"),
+        (vec!["--heartbeat", "-1"], vec![], "heartbeat"),
+        (vec!["--heartbeat=-1"], vec![], "heartbeat"),
+        (vec!["--max-connections", "many"], vec![], "max-connections"),
+        (
+            vec!["--history-max-bytes", "12XB"],
+            vec![],
+            "history-max-bytes",
+        ),
+        (
+            vec!["--jwt-public-key", "/nonexistent/key.pem"],
+            vec![],
+            "jwt-public-key",
+        ),
+        (
+            vec!["--config", "/nonexistent/tidings.toml"],
+            vec![],
+            "config",
+        ),
+        (vec![], vec![("TIDINGS_QUEUE_BYTES", "abc")], "queue-bytes"),
+        (vec![], vec![("TIDINGS_HEARTBEAT", "soon")], "heartbeat"),
+        (vec!["--config", bad_file], vec![], "queue-bytes"),
+    ];
+    let mut unnamed = Vec::new();
+    for (args, env, option) in cases {
+        let said = failed_start(&args, &env);
+        if !said.contains(option) {
+            unnamed.push(format!(
+                "`serve {}` {env:?} does not name {option}: {said}",
+                args.join(" ")
+            ));
+        }
+    }
+    assert!(unnamed.is_empty(), "{}", unnamed.join("\n"));
+}
+
+#[tokio::test]
+async fn the_heartbeat_can_be_set_from_the_environment() {
+    let hub = Hub::start_with_env(&["--public-topic", "**"], &[("TIDINGS_HEARTBEAT", "0.2")]);
+    let mut stream = hub.subscribe(Req::get("/events?topic=t")).await;
+    assert_eq!(
+        stream.next_item(WAIT).await,
+        Item::Comment("heartbeat".into())
+    );
+}
+
+async fn announced_retry(args: &[&str], env: &[(&str, &str)]) -> u64 {
+    let mut full = vec!["--public-topic", "**"];
+    full.extend_from_slice(args);
+    let hub = Hub::start_with_env(&full, env);
+    let mut stream = hub.open(Req::get("/events?topic=t")).await.expect("200");
+    stream.expect_preamble().await
+}
+
+#[tokio::test]
+async fn flags_win_over_the_environment_which_wins_over_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tidings.toml");
+    std::fs::write(&file, "retry = \"1s\"\n").unwrap();
+    let file = file.to_str().unwrap();
+    assert_eq!(
+        announced_retry(&["--config", file], &[]).await,
+        1000,
+        "file"
+    );
+    let env = [("TIDINGS_RETRY", "2s")];
+    assert_eq!(
+        announced_retry(&["--config", file], &env).await,
+        2000,
+        "env over file"
+    );
+    let flag = ["--config", file, "--retry", "2500ms"];
+    assert_eq!(
+        announced_retry(&flag, &env).await,
+        2500,
+        "flag over env and file"
+    );
+    // The config file itself may come from the environment.
+    let env = [("TIDINGS_CONFIG", file)];
+    assert_eq!(announced_retry(&[], &env).await, 1000, "TIDINGS_CONFIG");
+}
+
+#[test]
+fn serve_help_documents_every_option_of_the_configuration_reference() {
+    let reference = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/CONFIG.md"))
+        .expect("docs/CONFIG.md");
+    let documented: BTreeSet<String> = reference
+        .lines()
+        .filter(|l| l.starts_with("| `--"))
+        .filter_map(|l| l[3..].split([' ', '`']).next().map(str::to_owned))
+        .collect();
+    assert!(
+        documented.len() > 10,
+        "found only {documented:?} in docs/CONFIG.md"
+    );
+    let out = std::process::Command::new(BINARY)
+        .args(["serve", "--help"])
+        .output()
+        .expect("run --help");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    let in_help: BTreeSet<String> = help
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '=' || c == '[' || c == ']')
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .map(str::to_owned)
+        .collect();
+    let missing: Vec<&String> = documented.difference(&in_help).collect();
+    assert!(
+        missing.is_empty(),
+        "documented but not in `serve --help`: {missing:?}"
+    );
+    let undocumented: Vec<&String> = in_help
+        .iter()
+        .filter(|f| !documented.contains(*f) && *f != "--help" && *f != "--version")
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "in `serve --help` but not in docs/CONFIG.md: {undocumented:?}"
+    );
+}
+
+#[tokio::test]
+async fn json_replies_say_so() {
+    let hub = hub(&[]);
+    for reply in [
+        hub.send(Req::get("/healthz")).await,
+        hub.send(
+            Req::post("/publish")
+                .bearer(PUBLISH_KEY)
+                .json(&json!({"topic": "t", "text": "x"})),
+        )
+        .await,
+        hub.send(Req::get("/clients").bearer(PUBLISH_KEY)).await,
+    ] {
+        let content_type = reply.header("content-type").unwrap_or_default();
+        assert!(
+            content_type.starts_with("application/json"),
+            "Content-Type {content_type:?}"
+        );
+        let _: Value = reply.json();
+    }
+}
