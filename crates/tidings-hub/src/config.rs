@@ -43,6 +43,8 @@ pub struct HubConfig {
     pub history_max_events: usize,
     /// Bytes of encoded events kept for replay.
     pub history_max_bytes: usize,
+    /// Age past which events are dropped from history; `None` keeps them until another limit.
+    pub history_max_age: Option<Duration>,
     /// Time a client has to send its request head.
     pub header_timeout: Duration,
     /// Longest graceful drain on shutdown.
@@ -69,6 +71,7 @@ impl Default for HubConfig {
             max_body_bytes: 1 << 20,
             history_max_events: 100_000,
             history_max_bytes: 256 << 20,
+            history_max_age: None,
             header_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(10),
         }
@@ -119,6 +122,12 @@ impl HubConfig {
             if value < Duration::from_millis(10) {
                 return Err(bad(option, "must be at least 10ms"));
             }
+        }
+        if self
+            .history_max_age
+            .is_some_and(|age| age < Duration::from_secs(1))
+        {
+            return Err(bad("history-max-age", "must be at least 1s"));
         }
         if self.retry.as_millis() > u128::from(u32::MAX) {
             return Err(bad("retry", "is too long"));

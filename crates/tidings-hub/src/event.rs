@@ -49,6 +49,8 @@ pub struct StoredEvent {
     pub users: Box<[Arc<str>]>,
     /// Sent to every connection.
     pub broadcast: bool,
+    /// When it was published, Unix milliseconds (for `--history-max-age`).
+    pub published_ms: u64,
     /// The complete SSE frame (`id:`, `event:`, `data:` lines and the blank line).
     pub frame: Bytes,
 }

@@ -300,7 +300,8 @@ async fn clients(State(hub): State<Hub>, req: Request) -> Result<Response, ApiEr
 }
 
 async fn metrics(State(hub): State<Hub>) -> Response {
-    let text = hub.inner.metrics.render(hub.inner.gauges());
+    let mut text = hub.inner.metrics.render(hub.inner.gauges());
+    hub.inner.history.render_metrics(&mut text);
     (
         [(
             header::CONTENT_TYPE,

@@ -94,7 +94,8 @@ impl Hub {
     pub fn new(config: HubConfig) -> Result<Self, HubError> {
         // Start above any id an earlier process could have issued from the same clock.
         let start = EventId(u64::try_from(unix_now().as_micros()).unwrap_or(u64::MAX));
-        let store = MemoryStore::new(start, config.history_max_events, config.history_max_bytes);
+        let store = MemoryStore::new(start, config.history_max_events, config.history_max_bytes)
+            .with_max_age(config.history_max_age);
         Self::with_history(config, Arc::new(store))
     }
 
@@ -238,6 +239,7 @@ impl Inner {
             return Err(PublishError::Draining);
         }
         let mut events = Vec::with_capacity(batch.len());
+        let published_ms = u64::try_from(unix_now().as_millis()).unwrap_or(u64::MAX);
         let mut id = *last;
         for p in batch {
             id = id.next();
@@ -250,6 +252,7 @@ impl Inner {
                 topics: p.topics,
                 users: p.users,
                 broadcast: p.broadcast,
+                published_ms,
                 frame,
             }));
         }

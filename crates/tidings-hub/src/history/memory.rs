@@ -1,19 +1,26 @@
 //! The bounded in-memory history: a ring of shared events, oldest first.
+//!
+//! Bounded by count and bytes when events are pushed, and by age whenever it is looked at
+//! (every read, `bounds` and `size` first drops what has grown too old), so the floor an
+//! observer sees is always the one the limits imply.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::RwLock;
 
 use super::{Bounds, HistoryStore, OnDurable, ReplayFilter, StoreError};
 use crate::event::{EventId, StoredEvent};
 
-/// Keeps at most `max_events` events and `max_bytes` of frames; the oldest go first.
+/// Keeps at most `max_events` events and `max_bytes` of frames, and none older than
+/// `max_age`; the oldest go first.
 #[derive(Debug)]
 pub struct MemoryStore {
     inner: RwLock<Ring>,
     max_events: usize,
     max_bytes: usize,
+    max_age_ms: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -36,6 +43,33 @@ impl MemoryStore {
             }),
             max_events: max_events.max(1),
             max_bytes: max_bytes.max(1),
+            max_age_ms: None,
+        }
+    }
+
+    /// Also drops events published more than `max_age` ago (`None`: no age limit).
+    pub fn with_max_age(mut self, max_age: Option<Duration>) -> Self {
+        self.max_age_ms = max_age.map(|a| u64::try_from(a.as_millis()).unwrap_or(u64::MAX));
+        self
+    }
+
+    /// Drops the events published before `now_ms - max_age`.
+    pub fn expire(&self, now_ms: u64) {
+        let Some(cutoff) = self.max_age_ms.map(|age| now_ms.saturating_sub(age)) else {
+            return;
+        };
+        // The common case (nothing old) takes only the shared lock.
+        let front_is_old =
+            |ring: &Ring| ring.events.front().is_some_and(|e| e.published_ms < cutoff);
+        if !front_is_old(&self.inner.read()) {
+            return;
+        }
+        let mut ring = self.inner.write();
+        while front_is_old(&ring) {
+            if let Some(old) = ring.events.pop_front() {
+                ring.bytes -= old.frame.len();
+                ring.floor = old.id;
+            }
         }
     }
 
@@ -73,6 +107,7 @@ impl HistoryStore for MemoryStore {
         filter: &ReplayFilter<'_>,
         limit: usize,
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        self.expire(super::unix_ms());
         let ring = self.inner.read();
         if after < ring.floor {
             return Err(StoreError::Gap(after));
@@ -90,6 +125,7 @@ impl HistoryStore for MemoryStore {
     }
 
     fn bounds(&self) -> Bounds {
+        self.expire(super::unix_ms());
         let ring = self.inner.read();
         Bounds {
             floor: ring.floor,
@@ -98,6 +134,7 @@ impl HistoryStore for MemoryStore {
     }
 
     fn size(&self) -> (usize, usize) {
+        self.expire(super::unix_ms());
         let ring = self.inner.read();
         (ring.events.len(), ring.bytes)
     }
@@ -115,6 +152,7 @@ mod tests {
             topics: vec![Arc::from(topic)].into(),
             users: Box::new([]),
             broadcast: false,
+            published_ms: crate::history::unix_ms(),
             frame: Bytes::from(format!("id: {id}\ndata: x\n\n")),
         })
     }
@@ -187,5 +225,31 @@ mod tests {
         };
         let got = store.read(EventId(0), EventId(3), &filter, 10).unwrap();
         assert_eq!(got.iter().map(|e| e.id.0).collect::<Vec<_>>(), vec![1, 3]);
+    }
+
+    #[test]
+    fn retention_by_age_drops_old_events_and_reports_a_gap() {
+        let store =
+            MemoryStore::new(EventId(0), 100, 1 << 20).with_max_age(Some(Duration::from_secs(60)));
+        let now = crate::history::unix_ms();
+        let aged = |id: u64, ms: u64| {
+            let mut e = Arc::try_unwrap(event(id, "a")).unwrap();
+            e.published_ms = ms;
+            Arc::new(e)
+        };
+        store.push(&[aged(1, now - 120_000), aged(2, now - 61_000), aged(3, now)]);
+        assert_eq!(store.bounds().floor, EventId(2));
+        assert_eq!(store.size().0, 1);
+        let patterns = all();
+        let filter = ReplayFilter {
+            patterns: &patterns,
+            user: None,
+        };
+        assert!(matches!(
+            store.read(EventId(1), EventId(3), &filter, 10),
+            Err(StoreError::Gap(_))
+        ));
+        let got = store.read(EventId(2), EventId(3), &filter, 10).unwrap();
+        assert_eq!(got.iter().map(|e| e.id.0).collect::<Vec<_>>(), vec![3]);
     }
 }

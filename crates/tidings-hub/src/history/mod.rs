@@ -1,13 +1,21 @@
 //! Where published events are kept for replay, behind one trait.
 //!
 //! The hub calls a store from its publish sequencer, in id order, and reads from it when a
-//! client resumes. `memory` is the bounded in-memory store; a durable store implements the same
-//! trait.
+//! client resumes.
+//!
+//! # Layout
+//! - [`MemoryStore`] (`memory`): a bounded ring in memory; `tidings serve --memory`.
+//! - [`DiskStore`] (`disk`): the durable default, an indexed log on an embedded LSM store
+//!   (fjall) with group commit, continuous retention and crash recovery. `docs/HISTORY.md`
+//!   explains its design and its figures.
 
+pub mod disk;
 mod memory;
 
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use disk::{DiskOptions, DiskStore, Durability, OpenError, Retention};
 pub use memory::MemoryStore;
 
 use crate::event::{EventId, StoredEvent};
@@ -79,4 +87,15 @@ pub trait HistoryStore: Send + Sync + 'static {
 
     /// Number of events and bytes retained, for metrics.
     fn size(&self) -> (usize, usize);
+
+    /// Appends the store's own metric families (Prometheus text) to `/metrics`.
+    fn render_metrics(&self, _out: &mut String) {}
+}
+
+/// The wall clock in Unix milliseconds, as events are stamped (`StoredEvent::published_ms`).
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or_default()
 }
