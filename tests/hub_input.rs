@@ -106,6 +106,8 @@ async fn wrong_shapes_and_field_types_are_invalid_request() {
         json!({"topic": "t", "data": 1, "text": "both"}),
         json!({"topic": "t"}),
         json!({"text": "no target"}),
+        json!({"topics": [], "text": "no target"}),
+        json!({"users": [], "text": "no target"}),
         json!({"topic": "t", "text": "x", "topik": "typo"}),
         json!("a string"),
         json!(42),

@@ -110,6 +110,13 @@ async fn past_max_connections_per_ip_only_that_address_is_refused() {
         &hub.refused(Req::get("/events").bearer(&user).source_ip(crowded))
             .await,
     );
+    // A forwarding header a client writes itself does not make it someone else.
+    let spoofed = Req::get("/events?topic=t")
+        .source_ip(crowded)
+        .header("X-Forwarded-For", "203.0.113.9")
+        .header("X-Real-IP", "203.0.113.9")
+        .header("Forwarded", "for=203.0.113.9");
+    expect_limit(&hub.refused(spoofed).await);
     // Other addresses are served; and publishing from the crowded one is not a stream.
     for last in 3..6 {
         hub.subscribe(Req::get("/events?topic=t").source_ip(Ipv4Addr::new(127, 0, 0, last)))

@@ -370,6 +370,20 @@ async fn notify_reaches_every_connection_of_the_user_and_replies_id_and_sent() {
 }
 
 #[tokio::test]
+async fn notify_decodes_the_user_in_the_path() {
+    let hub = hub();
+    let mut odd = user(&hub, "jane doe@example.com/ü").await;
+    let reply = hub
+        .post_ok(
+            "/notify/jane%20doe%40example.com%2F%C3%BC",
+            &json!({"text": "found"}),
+        )
+        .await;
+    assert_eq!(reply["sent"], 1, "reply {reply}");
+    assert_eq!(odd.next_event(WAIT).await.data, "found");
+}
+
+#[tokio::test]
 async fn broadcast_reaches_every_connection_and_replies_id_sent_and_total() {
     let hub = hub();
     let mut streams = vec![

@@ -153,6 +153,107 @@ async fn an_id_inside_the_history_window_still_resumes_without_reset() {
     expect_ids(&mut stream, &ids[16..]).await;
 }
 
+#[tokio::test]
+async fn the_history_byte_cap_also_leads_to_a_history_gap_reset() {
+    let hub = hub(&["--history-max-bytes", "8KiB"]);
+    let pad = "p".repeat(1024);
+    let mut ids = Vec::new();
+    for seq in 0..40 {
+        ids.push(
+            hub.publish(&json!({"topic": "t", "data": {"seq": seq, "pad": pad}}))
+                .await,
+        );
+    }
+    let req = Req::get("/events?topic=t").header("Last-Event-ID", &ids[0]);
+    let mut stream = hub.subscribe(req).await;
+    let (reason, given) = expect_reset(&mut stream, &ids[39]).await;
+    assert_eq!(
+        (reason.as_str(), given.as_str()),
+        ("history-gap", ids[0].as_str())
+    );
+    // The newest events are still there to resume from.
+    let req = Req::get("/events?topic=t").header("Last-Event-ID", &ids[38]);
+    let mut stream = hub.subscribe(req).await;
+    expect_ids(&mut stream, &ids[39..]).await;
+}
+
+#[tokio::test]
+async fn a_resume_on_a_hub_with_no_events_yet_still_streams() {
+    let hub = hub(&[]);
+    let req = Req::get("/events?topic=t").header("Last-Event-ID", "garbage");
+    let mut stream = hub.subscribe(req).await;
+    let id = hub.publish(&json!({"topic": "t", "text": "first"})).await;
+    let (_, event) = stream.events_until(WAIT, |e| e.event != "reset").await;
+    assert_eq!((event.id, event.data), (id, "first".to_owned()));
+}
+
+#[tokio::test]
+async fn an_id_from_a_previous_hub_process_is_reset_not_misread() {
+    let old = hub(&[]);
+    let old_id = old.publish(&json!({"topic": "t", "text": "old"})).await;
+    drop(old);
+    let hub = hub(&[]);
+    let ids = publish_seq(&hub, "t", 0..3).await;
+    assert!(
+        ids[0] > old_id,
+        "a new process must start above old ids: {old_id} then {}",
+        ids[0]
+    );
+    let req = Req::get("/events?topic=t").header("Last-Event-ID", &old_id);
+    let mut stream = hub.subscribe(req).await;
+    let (reason, given) = expect_reset(&mut stream, &ids[2]).await;
+    assert!(
+        reason == "history-gap" || reason == "unknown-id",
+        "reason {reason:?}"
+    );
+    assert_eq!(given, old_id);
+}
+
+#[tokio::test]
+async fn a_resume_replays_the_events_addressed_to_the_tokens_user() {
+    let hub = Hub::start(&[
+        "--jwt-secret",
+        support::SECRET,
+        "--publish-key",
+        PUBLISH_KEY,
+    ]);
+    let alice = support::Token::new()
+        .sub("alice")
+        .subscribe(&["news"])
+        .sign();
+    let mut stream = hub
+        .subscribe(Req::get("/events?topic=news").bearer(&alice))
+        .await;
+    let first = hub.publish(&json!({"topic": "news", "text": "seen"})).await;
+    assert_eq!(stream.next_event(WAIT).await.id, first);
+    drop(stream);
+    // While alice is away: her events, other users' events, and her topic.
+    let mut missed = Vec::new();
+    missed.push(hub.post_ok("/notify/alice", &json!({"text": "a"})).await["id"].clone());
+    hub.post_ok("/notify/bob", &json!({"text": "not hers"}))
+        .await;
+    missed.push(json!(
+        hub.publish(&json!({"topic": "news", "text": "b"})).await
+    ));
+    missed.push(json!(
+        hub.publish(&json!({"users": ["bob", "alice"], "text": "c"}))
+            .await
+    ));
+    hub.publish(&json!({"topic": "other", "text": "not hers either"}))
+        .await;
+    let req = Req::get("/events?topic=news")
+        .bearer(&alice)
+        .header("Last-Event-ID", &first);
+    let mut stream = hub.subscribe(req).await;
+    for (want, data) in missed.iter().zip(["a", "b", "c"]) {
+        let event = stream.next_event(WAIT).await;
+        assert_eq!((json!(event.id), event.data.as_str()), (want.clone(), data));
+    }
+    hub.post_ok("/notify/alice", &json!({"text": "sentinel"}))
+        .await;
+    stream.expect_next_data("sentinel").await;
+}
+
 /// An id of the hub's form that it has not issued yet.
 fn far_future(newest: &str) -> String {
     assert!(

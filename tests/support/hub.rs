@@ -329,3 +329,57 @@ pub fn serve_until_exit(args: &[&str], env: &[(&str, &str)], wait: Duration) -> 
         stderr,
     }
 }
+
+impl Hub {
+    /// Starts `tidings serve --data-dir DIR --listen 127.0.0.1:0 <args>`: the durable history
+    /// (no `--memory`), so a test can kill the hub and start another on the same directory.
+    /// Returns once it prints the address it listens on.
+    pub fn start_on_disk(dir: &std::path::Path, args: &[&str]) -> Hub {
+        let dir = dir.to_str().expect("a UTF-8 data directory");
+        let mut full = vec!["--data-dir", dir, "--listen", "127.0.0.1:0"];
+        full.extend_from_slice(args);
+        let mut child = command(&full, &[])
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {BINARY}: {e}"));
+        let (stderr, _) = drain(child.stderr.take().expect("stderr is piped"));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let (found_tx, found_rx) = mpsc::channel();
+        let lines = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let sink = Arc::clone(&stdout);
+        std::thread::spawn(move || {
+            for line in lines.split(b'\n') {
+                let Ok(line) = line else { break };
+                let line = String::from_utf8_lossy(&line).trim_end().to_owned();
+                if let Some(addr) = listening_addr(&line) {
+                    let _ = found_tx.send(addr);
+                }
+                sink.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+            }
+        });
+        let Ok(addr) = found_rx.recv_timeout(WAIT) else {
+            let _ = child.kill();
+            let status = child.wait().ok();
+            std::thread::sleep(Duration::from_millis(100));
+            panic!(
+                "`tidings serve {}` did not start; exit: {status:?}\n--- stderr ---\n{}",
+                full.join(" "),
+                stderr.lock().unwrap_or_else(|e| e.into_inner()),
+            );
+        };
+        Hub {
+            child,
+            addr,
+            stdout,
+            stderr,
+            exited: None,
+        }
+    }
+
+    /// Kills the hub with SIGKILL (no drain, no flush: a crash) and reaps it.
+    pub fn kill9(&mut self) {
+        if self.exited.is_none() {
+            let _ = self.child.kill();
+            self.exited = self.child.wait().ok();
+        }
+    }
+}

@@ -180,6 +180,10 @@ pub fn hostile_tokens() -> Vec<(&'static str, String)> {
             hs256(&claims, b"not-the-secret-not-the-secret-000"),
         ),
         ("alg none", alg_none(&claims)),
+        ("HS512 with the right secret", {
+            let key = EncodingKey::from_secret(SECRET.as_bytes());
+            encode(&Header::new(Algorithm::HS512), &claims, &key).expect("sign HS512")
+        }),
         ("signature stripped", format!("{head}.{payload}.")),
         (
             "signature of another token",
