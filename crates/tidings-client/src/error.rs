@@ -28,15 +28,18 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The TCP connection could not be made, or the request could not be sent.
-    #[error("cannot connect: {0}")]
-    Connect(#[source] BoxError),
+    /// The TCP connection could not be made, or the request could not be sent. The message
+    /// includes the whole chain of causes ("connection refused", …); the cause itself is the
+    /// field.
+    #[error("cannot connect: {}", causes(.0.as_ref()))]
+    Connect(BoxError),
     /// No response head arrived within the connect timeout.
     #[error("no response within {0:?}")]
     ConnectTimeout(Duration),
-    /// The connection broke while the stream was being read.
-    #[error("the connection broke: {0}")]
-    Body(#[source] BoxError),
+    /// The connection broke while the stream was being read. The message includes the chain
+    /// of causes.
+    #[error("the connection broke: {}", causes(.0.as_ref()))]
+    Body(BoxError),
     /// No byte arrived within the read timeout: the connection is presumed dead.
     #[error("no data within the read timeout of {0:?}")]
     ReadTimeout(Duration),
@@ -116,6 +119,23 @@ impl Error {
     }
 }
 
+/// An error and its sources, as one line: HTTP stacks wrap the useful part ("Connection
+/// refused") a level or two down, where a plain `to_string()` would not show it.
+fn causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        // Some layers repeat their source's message in their own; say it once.
+        if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
+    }
+    line
+}
+
 /// A setting given to [`Builder`](crate::Builder) that cannot work. Reported by
 /// [`Builder::build`](crate::Builder::build), before any connection is made.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -169,6 +189,19 @@ mod tests {
         assert!(!Error::ContentType { found: None }.is_retryable());
         assert!(!Error::TooManyRedirects { limit: 10 }.is_retryable());
         assert!(!Error::LineTooLong { limit: 8 }.is_retryable());
+    }
+
+    #[test]
+    fn connection_errors_show_their_root_cause() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("client error (Connect)")]
+        struct Outer(#[source] std::io::Error);
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let err = Error::Connect(Box::new(Outer(refused)));
+        assert_eq!(
+            err.to_string(),
+            "cannot connect: client error (Connect): refused"
+        );
     }
 
     #[test]

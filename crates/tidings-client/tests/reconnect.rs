@@ -163,7 +163,7 @@ async fn a_stream_that_stayed_healthy_starts_the_attempt_count_and_backoff_again
     let serve = async {
         let mut conn = server.accept().await.expect("connection");
         conn.start_stream().await.expect("head");
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
         conn.close().await.expect("close");
     };
     let collect = async {
