@@ -8,7 +8,7 @@
 //!   [`mint_hs256`] on the way out.
 //!
 //! A bearer value is, in this order: a static publish key (`--publish-key`, compared in
-//! constant time), or a JWT: HS256/HS384/HS512 with `--jwt-secret`, RS256 with an RSA public
+//! constant time), or a JWT: HS256 with `--jwt-secret`, RS256 with an RSA public
 //! key or ES256 with an EC P-256 public key (`--jwt-public-key`). The algorithm named in the
 //! token's header picks the key, and a key only ever verifies its own algorithms, so neither
 //! `alg: none` nor an HMAC token "signed" with the public key can pass. Expiry is checked with
@@ -40,7 +40,7 @@ const MAX_TOKEN_LEN: usize = 16 * 1024;
 /// `--publish-key`, `--public-topic` and `--dev`.
 #[derive(Clone, Default)]
 pub struct AuthConfig {
-    /// HMAC secret for HS256 (and HS384/HS512) tokens.
+    /// HMAC secret for HS256 tokens.
     pub jwt_secret: Option<String>,
     /// The contents of a PEM public key file: RSA (for RS256) or EC P-256 (for ES256).
     pub jwt_public_key_pem: Option<Vec<u8>>,
@@ -122,7 +122,7 @@ pub enum AuthError {
     /// The header's `alg`, cut to 16 characters. `none`, or an algorithm no configured key
     /// verifies.
     #[error(
-        "the token's algorithm {0:?} is not accepted: this hub verifies HS256/HS384/HS512 \
+        "the token's algorithm {0:?} is not accepted: this hub verifies HS256 \
          with --jwt-secret, and RS256 or ES256 with --jwt-public-key, only when configured"
     )]
     UnsupportedAlgorithm(String),
@@ -198,7 +198,7 @@ impl Authenticator {
             Some("") => return Err(AuthConfigError::EmptySecret),
             Some(secret) => Some((
                 DecodingKey::from_secret(secret.as_bytes()),
-                validation(vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512]),
+                validation(vec![Algorithm::HS256]),
             )),
         };
         let public = cfg

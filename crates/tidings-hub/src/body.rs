@@ -147,9 +147,9 @@ fn one_or_many(
 
 /// Parses `POST /publish`: one object, or an array of them (a batch). `true` for a batch.
 pub(crate) fn parse_publish(bytes: &[u8]) -> Result<(Vec<Publish>, bool), ApiError> {
-    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-    let (bodies, batch) = if first == Some(&b'[') {
-        let v: Vec<serde_json::Value> = serde_json::from_slice(bytes).map_err(json_error)?;
+    // Syntax first, shape second: a broken body is `malformed_json` whatever its fields.
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(json_error)?;
+    let (bodies, batch) = if let serde_json::Value::Array(v) = value {
         if v.is_empty() {
             return Err(ApiError::bad_request(
                 "invalid_request",
@@ -171,7 +171,7 @@ pub(crate) fn parse_publish(bytes: &[u8]) -> Result<(Vec<Publish>, bool), ApiErr
         (bodies, true)
     } else {
         (
-            vec![serde_json::from_slice::<PublishBody>(bytes).map_err(json_error)?],
+            vec![serde_json::from_value::<PublishBody>(value).map_err(json_error)?],
             false,
         )
     };
@@ -199,6 +199,7 @@ pub(crate) fn parse_publish(bytes: &[u8]) -> Result<(Vec<Publish>, bool), ApiErr
 
 /// Parses the body of `POST /notify/{user}` and `POST /broadcast`.
 pub(crate) fn parse_message(bytes: &[u8], target: Publish) -> Result<Publish, ApiError> {
-    let b: MessageBody = serde_json::from_slice(bytes).map_err(json_error)?;
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(json_error)?;
+    let b: MessageBody = serde_json::from_value(value).map_err(json_error)?;
     message(b.event, b.data, b.text, b.retry, target)
 }

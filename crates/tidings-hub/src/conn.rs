@@ -33,6 +33,15 @@ pub(crate) enum CloseReason {
     HistoryGap,
 }
 
+/// What [`Conn::poll_drain`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Drained {
+    /// Frames were moved out; their total size.
+    Frames(usize),
+    /// The stream is closed and nothing is left to send.
+    Closed(CloseReason),
+}
+
 /// What [`Conn::enqueue`] did with a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Enqueued {
@@ -66,8 +75,8 @@ struct QueueState {
     last_id: EventId,
     closed: Option<CloseReason>,
     waker: Option<Waker>,
-    /// Housekeeping ticks since the last frame was queued.
-    idle_ticks: u32,
+    /// Something was queued since the last heartbeat beat.
+    active: bool,
 }
 
 impl Conn {
@@ -112,10 +121,35 @@ impl Conn {
         }
         st.last_id = id;
         st.bytes += frame.len();
-        st.idle_ticks = 0;
+        st.active = true;
         st.frames.push_back(frame.clone());
-        wake(&mut st);
+        // Wake outside the lock: the writer can take the frames the moment it runs.
+        let waker = st.waker.take();
+        drop(st);
+        if let Some(w) = waker {
+            w.wake();
+        }
         Enqueued::Queued
+    }
+
+    /// Moves every queued frame into `out` (an empty buffer the writer owns; the two swap, so
+    /// nothing is allocated once both have grown), or reports that the stream was closed, or
+    /// registers the writer's waker.
+    pub fn poll_drain(&self, cx: &mut Context<'_>, out: &mut VecDeque<Bytes>) -> Poll<Drained> {
+        let mut st = self.state.lock();
+        if !st.frames.is_empty() {
+            std::mem::swap(&mut st.frames, out);
+            let bytes = std::mem::take(&mut st.bytes);
+            return Poll::Ready(Drained::Frames(bytes));
+        }
+        if let Some(reason) = st.closed {
+            return Poll::Ready(Drained::Closed(reason));
+        }
+        match &st.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => st.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 
     /// Bytes waiting to be written.
@@ -137,39 +171,71 @@ impl Conn {
         }
     }
 
-    /// One housekeeping tick: queues a heartbeat when idle for `heartbeat_ticks`, and ends the
-    /// stream when its token has expired. Returns the reason if it closed the connection now.
-    pub fn tick(
-        &self,
-        heartbeat_ticks: u32,
-        heartbeat: &Bytes,
-        now_unix: u64,
-    ) -> Option<CloseReason> {
-        if self.exp.is_some_and(|exp| now_unix >= exp) {
-            let was_open = self.state.lock().closed.is_none();
-            self.close(CloseReason::Expired);
-            return was_open.then_some(CloseReason::Expired);
-        }
+    /// A heartbeat beat: queues the heartbeat comment if nothing was queued since the last
+    /// beat, so a stream is never silent for two heartbeat periods and a busy one gets none.
+    pub fn beat(&self, heartbeat: &Bytes) {
         let mut st = self.state.lock();
         if st.closed.is_some() {
-            return None;
+            return;
         }
-        st.idle_ticks += 1;
-        if st.idle_ticks >= heartbeat_ticks {
-            st.idle_ticks = 0;
-            if st.bytes + heartbeat.len() <= self.limit {
-                st.bytes += heartbeat.len();
-                st.frames.push_back(heartbeat.clone());
-                wake(&mut st);
-            }
+        if std::mem::take(&mut st.active) {
+            return;
         }
-        None
+        if st.bytes + heartbeat.len() <= self.limit {
+            st.bytes += heartbeat.len();
+            st.frames.push_back(heartbeat.clone());
+            wake(&mut st);
+        }
+    }
+
+    /// Whether the stream is still open.
+    pub fn is_open(&self) -> bool {
+        self.state.lock().closed.is_none()
     }
 }
 
 fn wake(st: &mut QueueState) {
     if let Some(w) = st.waker.take() {
         w.wake();
+    }
+}
+
+/// The next page of a subscriber's replay as one chunk; `None` when the replay is over (or
+/// was overtaken by retention, which closes the stream so the client resumes and gets `reset`).
+pub(crate) fn next_replay_chunk(
+    hub: &Inner,
+    conn: &Conn,
+    replay: &mut Option<(EventId, EventId)>,
+) -> Option<Bytes> {
+    let (after, upto) = (*replay)?;
+    let filter = ReplayFilter {
+        patterns: &conn.patterns,
+        user: conn.user.as_deref(),
+    };
+    match hub.history.read(after, upto, &filter, REPLAY_PAGE) {
+        Ok(events) => {
+            if events.len() < REPLAY_PAGE {
+                *replay = None;
+            }
+            let last = events.last()?;
+            if replay.is_some() {
+                *replay = Some((last.id, upto));
+            }
+            hub.metrics.replayed_events.add(events.len() as u64);
+            let total = events.iter().map(|e| e.frame.len()).sum();
+            let mut buf = BytesMut::with_capacity(total);
+            for e in &events {
+                buf.extend_from_slice(&e.frame);
+            }
+            Some(buf.freeze())
+        }
+        Err(StoreError::Gap(_)) | Err(StoreError::Unavailable(_)) => {
+            // Retention overtook this replay: end the stream; the client resumes and is
+            // told about the gap with a `reset` event, so nothing is lost silently.
+            *replay = None;
+            conn.close(CloseReason::HistoryGap);
+            None
+        }
     }
 }
 
@@ -183,6 +249,7 @@ pub(crate) struct SseBody {
     prelude: Option<Bytes>,
     replay: Option<(EventId, EventId)>,
     finished: bool,
+    spare: VecDeque<Bytes>,
 }
 
 impl SseBody {
@@ -198,39 +265,7 @@ impl SseBody {
             prelude: Some(prelude),
             replay,
             finished: false,
-        }
-    }
-
-    fn next_replay_chunk(&mut self) -> Option<Bytes> {
-        let (after, upto) = self.replay?;
-        let filter = ReplayFilter {
-            patterns: &self.conn.patterns,
-            user: self.conn.user.as_deref(),
-        };
-        match self.hub.history.read(after, upto, &filter, REPLAY_PAGE) {
-            Ok(events) => {
-                if events.len() < REPLAY_PAGE {
-                    self.replay = None;
-                }
-                let last = events.last()?;
-                if self.replay.is_some() {
-                    self.replay = Some((last.id, upto));
-                }
-                self.hub.metrics.replayed_events.add(events.len() as u64);
-                let total = events.iter().map(|e| e.frame.len()).sum();
-                let mut buf = BytesMut::with_capacity(total);
-                for e in &events {
-                    buf.extend_from_slice(&e.frame);
-                }
-                Some(buf.freeze())
-            }
-            Err(StoreError::Gap(_)) | Err(StoreError::Unavailable(_)) => {
-                // Retention overtook this replay: end the stream; the client resumes and is
-                // told about the gap with a `reset` event, so nothing is lost silently.
-                self.replay = None;
-                self.conn.close(CloseReason::HistoryGap);
-                None
-            }
+            spare: VecDeque::new(),
         }
     }
 
@@ -256,39 +291,33 @@ impl Body for SseBody {
             return this.sent(prelude);
         }
         if this.replay.is_some() {
-            if let Some(chunk) = this.next_replay_chunk() {
+            if let Some(chunk) = next_replay_chunk(&this.hub, &this.conn, &mut this.replay) {
                 return this.sent(chunk);
             }
         }
-        let mut st = this.conn.state.lock();
-        if !st.frames.is_empty() {
-            // Coalesce everything pending into one write: one syscall for a burst.
-            let chunk = if st.frames.len() == 1 {
-                st.frames.pop_front().unwrap_or_default()
-            } else {
-                let mut buf = BytesMut::with_capacity(st.bytes);
-                for f in st.frames.drain(..) {
-                    buf.extend_from_slice(&f);
-                }
-                buf.freeze()
-            };
-            st.bytes = 0;
-            drop(st);
-            return this.sent(chunk);
-        }
-        if let Some(reason) = st.closed {
-            drop(st);
-            this.finished = true;
-            if let CloseReason::Shutdown { retry_ms } = reason {
-                return this.sent(tidings_wire::encode_retry(retry_ms));
+        match this.conn.poll_drain(cx, &mut this.spare) {
+            Poll::Ready(Drained::Frames(bytes)) => {
+                // Coalesce everything pending into one chunk: one write for a burst.
+                let chunk = if this.spare.len() == 1 {
+                    this.spare.pop_front().unwrap_or_default()
+                } else {
+                    let mut buf = BytesMut::with_capacity(bytes);
+                    for f in this.spare.drain(..) {
+                        buf.extend_from_slice(&f);
+                    }
+                    buf.freeze()
+                };
+                this.sent(chunk)
             }
-            return Poll::Ready(None);
+            Poll::Ready(Drained::Closed(reason)) => {
+                this.finished = true;
+                if let CloseReason::Shutdown { retry_ms } = reason {
+                    return this.sent(tidings_wire::encode_retry(retry_ms));
+                }
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
         }
-        match &st.waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => st.waker = Some(cx.waker().clone()),
-        }
-        Poll::Pending
     }
 
     fn is_end_stream(&self) -> bool {

@@ -1,6 +1,6 @@
 //! The HTTP surface: routes, credentials, and the handlers that call the engine.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -15,7 +15,7 @@ use crate::auth::{AuthError, Principal};
 use crate::body::{parse_message, parse_publish, read_json_body};
 use crate::conn::SseBody;
 use crate::error::ApiError;
-use crate::hub::{Hub, SubscribeSpec};
+use crate::hub::{Hub, SubscribeSpec, Subscribed};
 use crate::publish::Publish;
 use crate::registry::Limit;
 use crate::topic::{validate_user, Pattern};
@@ -108,10 +108,34 @@ async fn subscribe(State(hub): State<Hub>, req: Request) -> Result<Response, Api
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
+    let subscribed = open_subscription(&hub, req.headers(), req.uri(), peer)?;
+    let body = SseBody::new(
+        Arc::clone(&hub.inner),
+        subscribed.conn,
+        subscribed.prelude,
+        subscribed.replay,
+    );
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .header("x-accel-buffering", "no")
+        .body(Body::new(body))
+        .unwrap_or_else(|_| ApiError::draining().into_response()))
+}
+
+/// Everything `GET /events` checks before a stream starts (body, credentials, topics,
+/// permissions, limits), then the registration. Shared by the axum route and the native
+/// stream path of [`crate::serve`].
+pub(crate) fn open_subscription(
+    hub: &Hub,
+    headers: &HeaderMap,
+    uri: &Uri,
+    peer: Option<IpAddr>,
+) -> Result<Subscribed, ApiError> {
     if hub.is_draining() {
         return Err(ApiError::draining());
     }
-    let headers = req.headers();
     let has_body = headers.contains_key(header::TRANSFER_ENCODING)
         || headers
             .get(header::CONTENT_LENGTH)
@@ -122,8 +146,8 @@ async fn subscribe(State(hub): State<Hub>, req: Request) -> Result<Response, Api
             "GET /events takes no request body",
         ));
     }
-    let query = query_pairs(req.uri())?;
-    let principal = principal(&hub, headers, &query)?;
+    let query = query_pairs(uri)?;
+    let principal = principal(hub, headers, &query)?;
     let config = hub.config();
     let requested: Vec<&str> = query
         .iter()
@@ -172,26 +196,13 @@ async fn subscribe(State(hub): State<Hub>, req: Request) -> Result<Response, Api
         exp: principal.exp,
         last_event_id,
     };
-    let subscribed = hub.inner.subscribe(spec).map_err(|limit| {
+    hub.inner.subscribe(spec).map_err(|limit| {
         ApiError::limit(match limit {
             Limit::Total => "the hub is at --max-connections".to_owned(),
             Limit::PerUser => "this user is at --max-connections-per-user".to_owned(),
             Limit::PerIp => "this address is at --max-connections-per-ip".to_owned(),
         })
-    })?;
-    let body = SseBody::new(
-        Arc::clone(&hub.inner),
-        subscribed.conn,
-        subscribed.prelude,
-        subscribed.replay,
-    );
-    Ok(Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .header("x-accel-buffering", "no")
-        .body(Body::new(body))
-        .unwrap_or_else(|_| ApiError::draining().into_response()))
+    })
 }
 
 fn publisher(hub: &Hub, req: &Request) -> Result<Principal, ApiError> {
@@ -325,15 +336,7 @@ async fn readyz(State(hub): State<Hub>) -> Response {
 
 /// CORS for the configured origins, and preflight answers.
 async fn cors(State(hub): State<Hub>, req: Request, next: Next) -> Response {
-    let origins = &hub.config().cors_origins;
-    let origin = req.headers().get(header::ORIGIN).cloned();
-    let allowed = origin.as_ref().filter(|o| {
-        o.to_str().is_ok_and(|o| {
-            origins
-                .iter()
-                .any(|a| a == "*" || a.eq_ignore_ascii_case(o))
-        })
-    });
+    let allowed = allowed_origin(&hub, req.headers());
     if req.method() == Method::OPTIONS {
         let mut res = StatusCode::NO_CONTENT.into_response();
         let h = res.headers_mut();
@@ -341,7 +344,7 @@ async fn cors(State(hub): State<Hub>, req: Request, next: Next) -> Response {
             header::ALLOW,
             HeaderValue::from_static("GET, POST, OPTIONS"),
         );
-        if let Some(origin) = allowed {
+        if let Some(origin) = &allowed {
             add_cors(h, origin);
             h.insert(
                 header::ACCESS_CONTROL_ALLOW_METHODS,
@@ -360,7 +363,6 @@ async fn cors(State(hub): State<Hub>, req: Request, next: Next) -> Response {
         }
         return res;
     }
-    let allowed = allowed.cloned();
     let mut res = next.run(req).await;
     if let Some(origin) = allowed {
         add_cors(res.headers_mut(), &origin);
@@ -368,7 +370,22 @@ async fn cors(State(hub): State<Hub>, req: Request, next: Next) -> Response {
     res
 }
 
-fn add_cors(h: &mut HeaderMap, origin: &HeaderValue) {
+/// The request's `Origin` when `--cors-origin` allows it.
+pub(crate) fn allowed_origin(hub: &Hub, headers: &HeaderMap) -> Option<HeaderValue> {
+    let origins = &hub.config().cors_origins;
+    headers
+        .get(header::ORIGIN)
+        .filter(|o| {
+            o.to_str().is_ok_and(|o| {
+                origins
+                    .iter()
+                    .any(|a| a == "*" || a.eq_ignore_ascii_case(o))
+            })
+        })
+        .cloned()
+}
+
+pub(crate) fn add_cors(h: &mut HeaderMap, origin: &HeaderValue) {
     h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
     h.insert(
         header::ACCESS_CONTROL_ALLOW_CREDENTIALS,

@@ -6,6 +6,8 @@
 //! subscribers: a resuming subscriber's replay ends exactly at the newest event fanned out when
 //! it was registered, and every later event reaches its queue live: no gap, no duplicate.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -46,6 +48,8 @@ pub(crate) struct Inner {
     sequencer: Mutex<EventId>,
     /// The newest event queued to subscribers.
     fanned_out: Mutex<EventId>,
+    /// Streams with an expiring token: (expiry in Unix seconds, connection key).
+    expiring: Mutex<BinaryHeap<Reverse<(u64, u64)>>>,
     registry: RwLock<Registry>,
     draining: AtomicBool,
     next_key: AtomicU64,
@@ -129,6 +133,7 @@ impl Hub {
             metrics: Metrics::default(),
             sequencer: Mutex::new(start),
             fanned_out: Mutex::new(start),
+            expiring: Mutex::new(BinaryHeap::new()),
             registry: RwLock::new(Registry::default()),
             draining: AtomicBool::new(false),
             next_key: AtomicU64::new(1),
@@ -360,6 +365,9 @@ impl Inner {
         ));
         registry.insert(Arc::clone(&conn));
         drop(registry);
+        if let Some(exp) = conn.exp {
+            self.expiring.lock().push(Reverse((exp, conn.key)));
+        }
         drop(fanned_out);
         if replay.is_some() {
             self.metrics.replays.inc();
@@ -395,32 +403,59 @@ impl Inner {
     pub fn registry(&self) -> parking_lot::RwLockReadGuard<'_, Registry> {
         self.registry.read()
     }
-}
 
-/// Heartbeats and token expiry, for all streams, from one task: an idle stream costs no timer.
-async fn housekeeping(hub: Weak<Inner>) {
-    let Some(period) = hub.upgrade().map(|h| tick_period(h.config.heartbeat)) else {
-        return;
-    };
-    let mut interval = tokio::time::interval(period);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        interval.tick().await;
-        let Some(hub) = hub.upgrade() else { return };
-        let heartbeat_ticks =
-            u32::try_from((hub.config.heartbeat.as_micros() / period.as_micros().max(1)).max(1))
-                .unwrap_or(u32::MAX);
-        let now = unix_now().as_secs();
-        let registry = hub.registry.read();
-        for conn in registry.conns.values() {
-            if conn.tick(heartbeat_ticks, &hub.heartbeat_frame, now) == Some(CloseReason::Expired) {
-                hub.metrics.expired_disconnects.inc();
+    /// Ends every stream whose token expired at or before `now` (Unix seconds).
+    fn expire(&self, now: u64) {
+        let mut due = Vec::new();
+        {
+            let mut heap = self.expiring.lock();
+            while heap.peek().is_some_and(|Reverse((exp, _))| *exp <= now) {
+                if let Some(Reverse((_, key))) = heap.pop() {
+                    due.push(key);
+                }
+            }
+        }
+        if due.is_empty() {
+            return;
+        }
+        let registry = self.registry.read();
+        for key in due {
+            if let Some(conn) = registry.conns.get(&key) {
+                if conn.is_open() {
+                    conn.close(CloseReason::Expired);
+                    self.metrics.expired_disconnects.inc();
+                }
             }
         }
     }
 }
 
-/// A quarter of the heartbeat, between 10 ms and 1 s (token expiry is checked every tick).
-fn tick_period(heartbeat: Duration) -> Duration {
-    (heartbeat / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+/// Heartbeats and token expiry for all streams, from one task, so an idle stream has no timer.
+///
+/// Every `--heartbeat` each stream that had nothing queued during the last period gets a
+/// heartbeat comment; between beats an idle stream costs nothing. Once a second, streams whose
+/// token expired are ended (found through a heap ordered by expiry, not by a scan).
+async fn housekeeping(hub: Weak<Inner>) {
+    let Some(heartbeat) = hub.upgrade().map(|h| h.config.heartbeat) else {
+        return;
+    };
+    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut expiry = tokio::time::interval(Duration::from_millis(250).min(heartbeat));
+    expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = beat.tick() => {
+                let Some(hub) = hub.upgrade() else { return };
+                let registry = hub.registry.read();
+                for conn in registry.conns.values() {
+                    conn.beat(&hub.heartbeat_frame);
+                }
+            }
+            _ = expiry.tick() => {
+                let Some(hub) = hub.upgrade() else { return };
+                hub.expire(unix_now().as_secs());
+            }
+        }
+    }
 }

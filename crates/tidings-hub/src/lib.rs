@@ -37,6 +37,7 @@ pub mod history;
 mod http;
 mod hub;
 mod metrics;
+mod native;
 pub mod publish;
 mod registry;
 pub mod server;

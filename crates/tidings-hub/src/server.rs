@@ -1,9 +1,10 @@
 //! Serving the hub on a TCP listener: the accept loop, connection settings, and shutdown.
 //!
 //! `axum::serve` cannot bound how long a client may take to send its request head, so this
-//! loop drives hyper's HTTP/1 connections itself: a slow-loris client is timed out by
-//! `--header-timeout`, every socket gets TCP_NODELAY (events are small and latency matters),
-//! and each request carries its peer address for the per-IP limit.
+//! loop drives connections itself: a slow-loris client is timed out by `--header-timeout`,
+//! every socket gets TCP_NODELAY (events are small and latency matters), each request carries
+//! its peer address for the per-IP limit, and a first request `GET /events` takes the native
+//! stream path (`native`) while everything else goes to hyper and the axum router.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use tower::Service;
 
 use crate::http::router;
 use crate::hub::Hub;
+use crate::native::{first_request, FirstRequest};
 
 /// Serves `hub` on `listener` until `shutdown` completes, then drains: streams are told to
 /// come back later and closed, in-flight requests finish, all within `--shutdown-timeout`.
@@ -48,14 +50,20 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-            let mut app = app.clone();
-            async move { app.call(req).await }
-        });
-        let conn = http.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
+        let hub = hub.clone();
+        let http = http.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
+            let rewind = match first_request(&hub, stream, peer).await {
+                FirstRequest::Done => return,
+                FirstRequest::Http(rewind) => rewind,
+            };
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                let mut app = app.clone();
+                async move { app.call(req).await }
+            });
+            let conn = watcher.watch(http.serve_connection(TokioIo::new(rewind), service));
             if let Err(err) = conn.await {
                 tracing::debug!(%err, %peer, "connection ended with an error");
             }
@@ -63,7 +71,13 @@ pub async fn serve(
     }
     drop(listener);
     hub.drain();
-    if tokio::time::timeout(hub.config().shutdown_timeout, graceful.shutdown())
+    let streams_closed = async {
+        while hub.connection_count() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let drained = async { tokio::join!(graceful.shutdown(), streams_closed) };
+    if tokio::time::timeout(hub.config().shutdown_timeout, drained)
         .await
         .is_err()
     {
