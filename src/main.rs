@@ -20,6 +20,8 @@ struct Cli {
 enum Command {
     /// Run the hub.
     Serve(Box<cmd::serve::ServeOptions>),
+    /// Load-test an SSE hub: idle memory, fan-out throughput and latency, lost events.
+    Bench(Box<cmd::bench::BenchArgs>),
     /// Publish one event to a running hub.
     Publish(cmd::publish::PublishArgs),
     /// Parse an event stream (a file or stdin) and print one JSON object per line.
@@ -34,6 +36,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(options) => cmd::serve::run(*options),
+        Command::Bench(args) => cmd::bench::run(*args),
         Command::Publish(args) => cmd::publish::run(args),
         Command::Parse(args) => cmd::parse::run(args),
         Command::Token(args) => cmd::token::run(args),

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod bench;
 pub mod parse;
 pub mod publish;
 pub mod serve;
