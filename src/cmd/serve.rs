@@ -8,10 +8,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde::Deserialize;
 use tidings_hub::auth::{mint_hs256, TokenSpec};
+use tidings_hub::history::{DiskOptions, DiskStore, Durability, HistoryStore as _, Retention};
 use tidings_hub::{Hub, HubConfig};
 
 use crate::units::{parse_duration, parse_size};
@@ -33,9 +36,22 @@ pub struct ServeOptions {
     #[arg(long, env = "TIDINGS_DEV", num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
     pub dev: Option<bool>,
 
-    /// Keep history in memory only (today the only store; durable history comes in a later release)
+    /// Keep history in memory only, lost on exit (default: durable, in --data-dir)
     #[arg(long, env = "TIDINGS_MEMORY", num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
     pub memory: Option<bool>,
+
+    /// Directory of the durable history; one hub process at a time [default: ./tidings-data]
+    #[arg(long, env = "TIDINGS_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// When a publish is acknowledged: `sync` after fsync (group commit; survives power loss), or `interval` after the write reaches the OS, fsynced every --flush-interval (survives a process crash; a machine crash can lose the last interval) [default: sync]
+    #[arg(long, env = "TIDINGS_DURABILITY", value_name = "MODE")]
+    pub durability: Option<String>,
+
+    /// How often `--durability interval` fsyncs the history [default: 100ms]
+    #[arg(long, env = "TIDINGS_FLUSH_INTERVAL", value_name = "DURATION")]
+    #[serde(default, deserialize_with = "text")]
+    pub flush_interval: Option<String>,
 
     /// HS256 secret for tokens (at least 16 bytes)
     #[arg(
@@ -120,6 +136,11 @@ pub struct ServeOptions {
     #[serde(default, deserialize_with = "text")]
     pub history_max_bytes: Option<String>,
 
+    /// Events older than this are dropped from history, e.g. `24h` [default: no age limit]
+    #[arg(long, env = "TIDINGS_HISTORY_MAX_AGE", value_name = "DURATION")]
+    #[serde(default, deserialize_with = "text")]
+    pub history_max_age: Option<String>,
+
     /// Time a client has to send its request head (slow-loris guard) [default: 10s]
     #[arg(long, env = "TIDINGS_HEADER_TIMEOUT", value_name = "DURATION")]
     #[serde(default, deserialize_with = "text")]
@@ -167,6 +188,7 @@ impl ServeOptions {
         merge!(self, file; listen, dev, memory, jwt_secret, jwt_public_key, heartbeat, retry,
             queue_bytes, max_connections, max_connections_per_user, max_connections_per_ip,
             max_topics, max_event_bytes, max_body_bytes, history_max_events, history_max_bytes,
+            history_max_age, data_dir, durability, flush_interval,
             header_timeout, shutdown_timeout; lists publish_key, public_topic, cors_origin);
         Ok(self)
     }
@@ -225,6 +247,13 @@ impl ServeOptions {
                 self.history_max_bytes,
                 d.history_max_bytes,
             )?,
+            history_max_age: self
+                .history_max_age
+                .map(|v| {
+                    parse_duration(&v)
+                        .map_err(|e| anyhow::anyhow!("invalid --history-max-age: {e}"))
+                })
+                .transpose()?,
             header_timeout: duration("header-timeout", self.header_timeout, d.header_timeout)?,
             shutdown_timeout: duration(
                 "shutdown-timeout",
@@ -238,9 +267,85 @@ impl ServeOptions {
     }
 }
 
+/// Which history store `serve` runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryChoice {
+    /// `--memory`.
+    Memory,
+    /// The durable store (the default).
+    Disk {
+        /// `--data-dir`.
+        dir: PathBuf,
+        /// `--durability` and `--flush-interval`.
+        durability: Durability,
+    },
+}
+
+impl ServeOptions {
+    /// The history store that `--memory`, `--data-dir`, `--durability` and `--flush-interval`
+    /// select, checked.
+    pub fn history(&self) -> anyhow::Result<HistoryChoice> {
+        let every = match self.flush_interval.as_deref() {
+            None => Duration::from_millis(100),
+            Some(v) => {
+                parse_duration(v).map_err(|e| anyhow::anyhow!("invalid --flush-interval: {e}"))?
+            }
+        };
+        if !(Duration::from_millis(1)..=Duration::from_secs(60)).contains(&every) {
+            anyhow::bail!("invalid --flush-interval: must be between 1ms and 60s");
+        }
+        let durability = match self.durability.as_deref().unwrap_or("sync") {
+            "sync" => Durability::Sync,
+            "interval" => Durability::Interval(every),
+            other => {
+                anyhow::bail!("invalid --durability: {other:?}; use `sync` or `interval`")
+            }
+        };
+        if self.memory.unwrap_or(false) {
+            return Ok(HistoryChoice::Memory);
+        }
+        let dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("tidings-data"));
+        Ok(HistoryChoice::Disk { dir, durability })
+    }
+}
+
+/// Opens the durable history with the configured retention, logging what it holds.
+fn open_history(
+    dir: PathBuf,
+    durability: Durability,
+    config: &HubConfig,
+) -> anyhow::Result<Arc<DiskStore>> {
+    let started = Instant::now();
+    let store = DiskStore::open(DiskOptions {
+        dir,
+        durability,
+        retention: Retention {
+            max_events: config.history_max_events as u64,
+            max_bytes: config.history_max_bytes as u64,
+            max_age: config.history_max_age,
+        },
+    })
+    .context("--data-dir: cannot open the history")?;
+    let (events, bytes) = store.size();
+    tracing::info!(
+        dir = %store.dir().display(),
+        events,
+        bytes,
+        ?durability,
+        opened_ms = started.elapsed().as_millis() as u64,
+        "history opened"
+    );
+    Ok(Arc::new(store))
+}
+
 /// Runs `tidings serve` until SIGTERM or SIGINT.
 pub fn run(options: ServeOptions) -> anyhow::Result<ExitCode> {
-    let (listen, mut config) = options.merge_file()?.into_config()?;
+    let options = options.merge_file()?;
+    let history = options.history()?;
+    let (listen, mut config) = options.into_config()?;
     init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -276,13 +381,28 @@ pub fn run(options: ServeOptions) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("--listen: cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
-        let hub = Hub::new(config).context("cannot start the hub")?;
+        let (hub, disk) = match history {
+            HistoryChoice::Memory => (Hub::new(config).context("cannot start the hub")?, None),
+            HistoryChoice::Disk { dir, durability } => {
+                let store = open_history(dir, durability, &config)?;
+                let hub = Hub::with_history(config, Arc::clone(&store) as _)
+                    .context("cannot start the hub")?;
+                (hub, Some(store))
+            }
+        };
         println!("tidings listening on http://{addr}");
         if let Some(token) = dev_token {
             print_dev_help(addr, &token, dev_secret.is_some());
         }
-        tracing::info!(%addr, "serving (history in memory)");
+        let where_ = disk.as_ref().map_or("history in memory".to_owned(), |d| {
+            format!("history in {}", d.dir().display())
+        });
+        tracing::info!(%addr, "serving ({where_})");
         tidings_hub::serve(listener, hub, shutdown_signal()).await?;
+        if let Some(store) = disk {
+            // Writes what is queued and syncs, so a clean stop loses nothing in any mode.
+            store.close();
+        }
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
