@@ -49,7 +49,12 @@ pub struct ServeOptions {
     pub durability: Option<String>,
 
     /// How often `--durability interval` fsyncs the history [default: 100ms]
-    #[arg(long, env = "TIDINGS_FLUSH_INTERVAL", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "TIDINGS_FLUSH_INTERVAL",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
     #[serde(default, deserialize_with = "text")]
     pub flush_interval: Option<String>,
 
@@ -87,67 +92,137 @@ pub struct ServeOptions {
     pub cors_origin: Vec<String>,
 
     /// Idle time before a heartbeat comment [default: 15s]
-    #[arg(long, env = "TIDINGS_HEARTBEAT", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "TIDINGS_HEARTBEAT",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
     #[serde(default, deserialize_with = "text")]
     pub heartbeat: Option<String>,
 
     /// Reconnection delay announced with `retry:` at stream start [default: 3s]
-    #[arg(long, env = "TIDINGS_RETRY", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "TIDINGS_RETRY",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
     #[serde(default, deserialize_with = "text")]
     pub retry: Option<String>,
 
     /// Per-connection send queue; past it the subscriber is disconnected [default: 1MiB]
-    #[arg(long, env = "TIDINGS_QUEUE_BYTES", value_name = "SIZE")]
+    #[arg(
+        long,
+        env = "TIDINGS_QUEUE_BYTES",
+        value_name = "SIZE",
+        allow_hyphen_values = true
+    )]
     #[serde(default, deserialize_with = "text")]
     pub queue_bytes: Option<String>,
 
     /// Event streams in all [default: 100000]
-    #[arg(long, env = "TIDINGS_MAX_CONNECTIONS", value_name = "N")]
+    #[arg(
+        long,
+        env = "TIDINGS_MAX_CONNECTIONS",
+        value_name = "N",
+        allow_hyphen_values = true
+    )]
     pub max_connections: Option<usize>,
 
     /// Event streams per token subject [default: 100]
-    #[arg(long, env = "TIDINGS_MAX_CONNECTIONS_PER_USER", value_name = "N")]
+    #[arg(
+        long,
+        env = "TIDINGS_MAX_CONNECTIONS_PER_USER",
+        value_name = "N",
+        allow_hyphen_values = true
+    )]
     pub max_connections_per_user: Option<usize>,
 
     /// Event streams per client IP address [default: 10000]
-    #[arg(long, env = "TIDINGS_MAX_CONNECTIONS_PER_IP", value_name = "N")]
+    #[arg(
+        long,
+        env = "TIDINGS_MAX_CONNECTIONS_PER_IP",
+        value_name = "N",
+        allow_hyphen_values = true
+    )]
     pub max_connections_per_ip: Option<usize>,
 
     /// `topic=` patterns per stream [default: 64]
-    #[arg(long, env = "TIDINGS_MAX_TOPICS", value_name = "N")]
+    #[arg(
+        long,
+        env = "TIDINGS_MAX_TOPICS",
+        value_name = "N",
+        allow_hyphen_values = true
+    )]
     pub max_topics: Option<usize>,
 
     /// Largest encoded event [default: 512KiB]
-    #[arg(long, env = "TIDINGS_MAX_EVENT_BYTES", value_name = "SIZE")]
+    #[arg(
+        long,
+        env = "TIDINGS_MAX_EVENT_BYTES",
+        value_name = "SIZE",
+        allow_hyphen_values = true
+    )]
     #[serde(default, deserialize_with = "text")]
     pub max_event_bytes: Option<String>,
 
     /// Largest request body [default: 1MiB]
-    #[arg(long, env = "TIDINGS_MAX_BODY_BYTES", value_name = "SIZE")]
+    #[arg(
+        long,
+        env = "TIDINGS_MAX_BODY_BYTES",
+        value_name = "SIZE",
+        allow_hyphen_values = true
+    )]
     #[serde(default, deserialize_with = "text")]
     pub max_body_bytes: Option<String>,
 
     /// Events kept for replay [default: 100000]
-    #[arg(long, env = "TIDINGS_HISTORY_MAX_EVENTS", value_name = "N")]
+    #[arg(
+        long,
+        env = "TIDINGS_HISTORY_MAX_EVENTS",
+        value_name = "N",
+        allow_hyphen_values = true
+    )]
     pub history_max_events: Option<usize>,
 
     /// Bytes of events kept for replay [default: 256MiB]
-    #[arg(long, env = "TIDINGS_HISTORY_MAX_BYTES", value_name = "SIZE")]
+    #[arg(
+        long,
+        env = "TIDINGS_HISTORY_MAX_BYTES",
+        value_name = "SIZE",
+        allow_hyphen_values = true
+    )]
     #[serde(default, deserialize_with = "text")]
     pub history_max_bytes: Option<String>,
 
     /// Events older than this are dropped from history, e.g. `24h` [default: no age limit]
-    #[arg(long, env = "TIDINGS_HISTORY_MAX_AGE", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "TIDINGS_HISTORY_MAX_AGE",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
     #[serde(default, deserialize_with = "text")]
     pub history_max_age: Option<String>,
 
     /// Time a client has to send its request head (slow-loris guard) [default: 10s]
-    #[arg(long, env = "TIDINGS_HEADER_TIMEOUT", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "TIDINGS_HEADER_TIMEOUT",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
     #[serde(default, deserialize_with = "text")]
     pub header_timeout: Option<String>,
 
     /// Longest graceful drain on SIGTERM/SIGINT [default: 10s]
-    #[arg(long, env = "TIDINGS_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "TIDINGS_SHUTDOWN_TIMEOUT",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
     #[serde(default, deserialize_with = "text")]
     pub shutdown_timeout: Option<String>,
 }
