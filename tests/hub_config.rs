@@ -214,8 +214,19 @@ fn serve_help_documents_every_option_of_the_configuration_reference() {
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     let in_help: BTreeSet<String> = help
-        .split(|c: char| c.is_whitespace() || c == ',' || c == '=' || c == '[' || c == ']')
-        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .split(|c: char| c.is_whitespace() || c == '=')
+        // Flags also appear inside prose, as in "(see --data-dir)." or "`--dev`,".
+        .map(|w| {
+            w.trim_start_matches(|c: char| c != '-')
+                .trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
+        })
+        .filter(|w| {
+            w.starts_with("--")
+                && w.len() > 2
+                && w[2..]
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
         .map(str::to_owned)
         .collect();
     let missing: Vec<&String> = documented.difference(&in_help).collect();
