@@ -1,6 +1,6 @@
-//! `tidings-client` against the project's own hub: resuming after a dropped connection,
-//! coming back after the hub restarts, and the hub's `reset` event surfaced as
-//! [`SseItem::Reset`].
+//! `tidings-client` against the project's own hub: resuming after a dropped connection and
+//! after a crash of a durable hub, coming back to an in-memory hub that lost its history, and
+//! the hub's `reset` event surfaced as [`SseItem::Reset`].
 //!
 //! The client reaches the hub through a small TCP relay on a fixed port, as it would reach a
 //! hub behind a load balancer: the relay can cut every connection (a network failure) or
@@ -18,16 +18,19 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+/// The options of every hub here. A short `retry:` makes reconnections take milliseconds.
+const ARGS: [&str; 6] = [
+    "--publish-key",
+    PUBLISH_KEY,
+    "--public-topic",
+    "**",
+    "--retry",
+    "50ms",
+];
+
+/// A hub with its history in memory.
 fn hub(extra: &[&str]) -> Hub {
-    // A short `retry:` so that reconnections in these tests take milliseconds, not seconds.
-    let mut args = vec![
-        "--publish-key",
-        PUBLISH_KEY,
-        "--public-topic",
-        "**",
-        "--retry",
-        "50ms",
-    ];
+    let mut args = ARGS.to_vec();
     args.extend_from_slice(extra);
     Hub::start(&args)
 }
@@ -207,7 +210,28 @@ async fn after_a_dropped_connection_the_client_resumes_with_no_gap_and_no_duplic
 }
 
 #[tokio::test]
-async fn after_the_hub_restarts_the_client_comes_back_and_surfaces_the_reset() {
+async fn after_a_durable_hub_crashes_and_restarts_the_client_resumes_with_nothing_lost() {
+    let dir = tempfile::tempdir().expect("a data directory");
+    let mut first = Hub::start_on_disk(dir.path(), &ARGS);
+    let relay = Relay::start(first.addr()).await;
+    let mut client = Client::start(subscribe(&relay.url("/events?topic=t")));
+    wait_subscribed(&first, 1.0).await;
+    publish(&first, 0..3).await;
+    client.expect_seqs(0..3).await;
+
+    // A crash: no drain, no goodbye. The client keeps retrying while no hub answers.
+    first.kill9();
+    let second = Hub::start_on_disk(dir.path(), &ARGS);
+    // Published before the client is back: the new process must replay them from disk.
+    publish(&second, 3..6).await;
+    relay.point_to(second.addr());
+    client.expect_seqs(3..6).await;
+    publish(&second, 6..8).await;
+    client.expect_seqs(6..8).await;
+}
+
+#[tokio::test]
+async fn after_an_in_memory_hub_restarts_the_client_comes_back_and_surfaces_the_reset() {
     let first = hub(&[]);
     let relay = Relay::start(first.addr()).await;
     let mut client = Client::start(subscribe(&relay.url("/events?topic=t")));
