@@ -275,37 +275,46 @@ async fn write_counted(hub: &Inner, stream: &mut TcpStream, chunk: Bytes) -> std
 
 /// Writes every frame in `frames` with as few `writev` calls as the socket allows.
 async fn write_all_vectored(
-    stream: &mut TcpStream,
+    stream: &TcpStream,
     frames: &mut VecDeque<Bytes>,
 ) -> std::io::Result<()> {
     while !frames.is_empty() {
-        let written = {
-            let mut iov = [IoSlice::new(&[]); MAX_IOV];
-            let mut n = 0;
-            for f in frames.iter().take(MAX_IOV) {
-                iov[n] = IoSlice::new(f);
-                n += 1;
-            }
-            stream.write_vectored(&iov[..n]).await?
-        };
-        if written == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        let mut left = written;
-        while left > 0 {
-            let Some(front) = frames.front_mut() else {
-                break;
-            };
-            if front.len() <= left {
-                left -= front.len();
-                frames.pop_front();
-            } else {
-                front.advance(left);
-                left = 0;
-            }
+        match try_writev(stream, frames) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(written) => consume(frames, written),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => stream.writable().await?,
+            Err(e) => return Err(e),
         }
     }
     Ok(())
+}
+
+/// One non-blocking `writev` of up to [`MAX_IOV`] frames. Kept out of the async function so the
+/// slice array never lives in a parked stream's task.
+fn try_writev(stream: &TcpStream, frames: &VecDeque<Bytes>) -> std::io::Result<usize> {
+    let mut iov = [IoSlice::new(&[]); MAX_IOV];
+    let mut n = 0;
+    for f in frames.iter().take(MAX_IOV) {
+        iov[n] = IoSlice::new(f);
+        n += 1;
+    }
+    stream.try_write_vectored(&iov[..n])
+}
+
+/// Drops `written` bytes from the front of the queue.
+fn consume(frames: &mut VecDeque<Bytes>, mut written: usize) {
+    while written > 0 {
+        let Some(front) = frames.front_mut() else {
+            break;
+        };
+        if front.len() <= written {
+            written -= front.len();
+            frames.pop_front();
+        } else {
+            front.advance(written);
+            written = 0;
+        }
+    }
 }
 
 /// A socket whose first bytes were already read: they are replayed to hyper first.
@@ -353,5 +362,57 @@ impl AsyncWrite for Rewind {
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(parts: &[&'static str]) -> VecDeque<Bytes> {
+        parts
+            .iter()
+            .map(|p| Bytes::from_static(p.as_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn a_partial_write_resumes_mid_frame() {
+        let mut q = frames(&["abc", "defg", "h"]);
+        consume(&mut q, 5);
+        assert_eq!(q, frames(&["fg", "h"]));
+        consume(&mut q, 3);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_write_ending_on_a_frame_boundary_drops_exactly_those_frames() {
+        let mut q = frames(&["ab", "cd", "ef"]);
+        consume(&mut q, 4);
+        assert_eq!(q, frames(&["ef"]));
+    }
+
+    #[test]
+    fn only_get_events_takes_the_native_path() {
+        let events = b"GET /events?topic=a HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 7\r\n\r\n";
+        match parse_head(events) {
+            Head::Events { uri, headers } => {
+                assert_eq!(uri.query(), Some("topic=a"));
+                assert_eq!(headers.get("last-event-id").unwrap(), "7");
+            }
+            _ => panic!("GET /events must be native"),
+        }
+        for other in [
+            &b"POST /events HTTP/1.1\r\n\r\n"[..],
+            b"GET /eventsx HTTP/1.1\r\n\r\n",
+            b"GET /publish HTTP/1.1\r\n\r\n",
+            b"\x16\x03\x01 garbage\r\n\r\n",
+        ] {
+            assert!(matches!(parse_head(other), Head::Other), "{other:?}");
+        }
+        assert!(matches!(
+            parse_head(b"GET /events HTTP/1.1\r\nHo"),
+            Head::Partial
+        ));
     }
 }
