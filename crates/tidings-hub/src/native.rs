@@ -44,6 +44,7 @@ pub(crate) async fn first_request(
     hub: &Hub,
     mut stream: TcpStream,
     peer: SocketAddr,
+    writers: Option<&tokio::runtime::Handle>,
 ) -> FirstRequest {
     let mut buf = BytesMut::with_capacity(1024);
     let deadline = tokio::time::Instant::now() + hub.config().header_timeout;
@@ -51,7 +52,7 @@ pub(crate) async fn first_request(
         match parse_head(&buf) {
             Head::Events { uri, headers } => {
                 drop(buf);
-                serve_stream(hub, stream, peer, &uri, &headers).await;
+                serve_stream(hub, stream, peer, &uri, &headers, writers).await;
                 return FirstRequest::Done;
             }
             Head::Other => {
@@ -158,6 +159,7 @@ async fn serve_stream(
     peer: SocketAddr,
     uri: &Uri,
     headers: &HeaderMap,
+    writers: Option<&tokio::runtime::Handle>,
 ) {
     let origin = allowed_origin(hub, headers);
     let subscribed = match open_subscription(hub, headers, uri, Some(peer.ip())) {
@@ -180,14 +182,32 @@ async fn serve_stream(
     let mut first = BytesMut::with_capacity(head.len() + subscribed.prelude.len());
     first.extend_from_slice(head.as_bytes());
     first.extend_from_slice(&subscribed.prelude);
-    let _ = stream_loop(
-        &guard.hub,
-        &conn,
-        &mut stream,
-        first.freeze(),
-        subscribed.replay,
-    )
-    .await;
+    let first = first.freeze();
+    let replay = subscribed.replay;
+    let Some(writers) = writers else {
+        return run_stream(guard, stream, first, replay).await;
+    };
+    // Streams live on the writer runtime, so a burst of writes never queues ahead of the
+    // publish requests that feed them (publishers stay fast, and writes batch up).
+    match stream.into_std() {
+        Ok(std) => {
+            writers.spawn(async move {
+                if let Ok(stream) = TcpStream::from_std(std) {
+                    run_stream(guard, stream, first, replay).await;
+                }
+            });
+        }
+        Err(_) => drop(guard),
+    }
+}
+
+async fn run_stream(
+    guard: Unregister,
+    mut stream: TcpStream,
+    first: Bytes,
+    replay: Option<(crate::event::EventId, crate::event::EventId)>,
+) {
+    let _ = stream_loop(&guard.hub, &guard.conn, &mut stream, first, replay).await;
     let _ = stream.shutdown().await;
     drop(guard);
 }

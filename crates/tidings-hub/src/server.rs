@@ -34,6 +34,7 @@ pub async fn serve(
         .header_read_timeout(hub.config().header_timeout)
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
+    let writer_runtime = writer_runtime();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -53,8 +54,9 @@ pub async fn serve(
         let hub = hub.clone();
         let http = http.clone();
         let watcher = graceful.watcher();
+        let writers = writer_runtime.as_ref().map(|rt| rt.handle().clone());
         tokio::spawn(async move {
-            let rewind = match first_request(&hub, stream, peer).await {
+            let rewind = match first_request(&hub, stream, peer, writers.as_ref()).await {
                 FirstRequest::Done => return,
                 FirstRequest::Http(rewind) => rewind,
             };
@@ -83,5 +85,24 @@ pub async fn serve(
     {
         tracing::warn!("shutdown timeout reached with connections still open");
     }
+    if let Some(rt) = writer_runtime {
+        rt.shutdown_background();
+    }
     Ok(())
+}
+
+/// The runtime the event streams run on: one thread per core, apart from the threads that
+/// accept connections and handle publishes. `None` (streams share the caller's runtime) if it
+/// cannot be built.
+fn writer_runtime() -> Option<tokio::runtime::Runtime> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("tidings-writer")
+        .enable_all()
+        .build()
+        .inspect_err(
+            |err| tracing::warn!(%err, "no separate writer runtime; streams share the main one"),
+        )
+        .ok()
 }
