@@ -28,6 +28,8 @@
 //! - `metrics`: counters rendered for `/metrics`.
 
 pub mod auth;
+#[doc(hidden)]
+pub mod bench_support;
 mod body;
 pub mod config;
 mod conn;
