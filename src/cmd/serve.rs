@@ -225,6 +225,10 @@ pub struct ServeOptions {
     )]
     #[serde(default, deserialize_with = "text")]
     pub shutdown_timeout: Option<String>,
+
+    /// Share the listen port with other hub processes (SO_REUSEPORT; the kernel spreads new connections). Each process keeps its own subscribers and history: publish to every process, or use cluster mode
+    #[arg(long, env = "TIDINGS_REUSE_PORT", num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
+    pub reuse_port: Option<bool>,
 }
 
 /// Reads a TOML number or string as text, so `heartbeat = 15` and `heartbeat = "15s"` both work.
@@ -264,7 +268,7 @@ impl ServeOptions {
             queue_bytes, max_connections, max_connections_per_user, max_connections_per_ip,
             max_topics, max_event_bytes, max_body_bytes, history_max_events, history_max_bytes,
             history_max_age, data_dir, durability, flush_interval,
-            header_timeout, shutdown_timeout; lists publish_key, public_topic, cors_origin);
+            header_timeout, shutdown_timeout, reuse_port; lists publish_key, public_topic, cors_origin);
         Ok(self)
     }
 
@@ -420,6 +424,7 @@ fn open_history(
 pub fn run(options: ServeOptions) -> anyhow::Result<ExitCode> {
     let options = options.merge_file()?;
     let history = options.history()?;
+    let reuse_port = options.reuse_port.unwrap_or(false);
     let (listen, mut config) = options.into_config()?;
     init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -452,8 +457,7 @@ pub fn run(options: ServeOptions) -> anyhow::Result<ExitCode> {
         } else {
             None
         };
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
+        let listener = bind(listen, reuse_port)
             .with_context(|| format!("--listen: cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
         let (hub, disk) = match history {
@@ -481,6 +485,23 @@ pub fn run(options: ServeOptions) -> anyhow::Result<ExitCode> {
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Binds the listening socket, optionally shared with other processes (`--reuse-port`).
+fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
 
 fn print_dev_help(addr: SocketAddr, token: &str, generated: bool) {

@@ -99,7 +99,13 @@ impl Hub {
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Hub {
         let mut full = vec!["--memory", "--listen", "127.0.0.1:0"];
         full.extend_from_slice(args);
-        let mut child = command(&full, env)
+        Hub::launch(&full, env)
+    }
+
+    /// Starts `tidings serve <args>` exactly as given and waits until it prints the address it
+    /// listens on.
+    pub fn launch(full: &[&str], env: &[(&str, &str)]) -> Hub {
+        let mut child = command(full, env)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {BINARY}: {e}"));
         let (stderr, _) = drain(child.stderr.take().expect("stderr is piped"));
@@ -338,41 +344,7 @@ impl Hub {
         let dir = dir.to_str().expect("a UTF-8 data directory");
         let mut full = vec!["--data-dir", dir, "--listen", "127.0.0.1:0"];
         full.extend_from_slice(args);
-        let mut child = command(&full, &[])
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {BINARY}: {e}"));
-        let (stderr, _) = drain(child.stderr.take().expect("stderr is piped"));
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let (found_tx, found_rx) = mpsc::channel();
-        let lines = BufReader::new(child.stdout.take().expect("stdout is piped"));
-        let sink = Arc::clone(&stdout);
-        std::thread::spawn(move || {
-            for line in lines.split(b'\n') {
-                let Ok(line) = line else { break };
-                let line = String::from_utf8_lossy(&line).trim_end().to_owned();
-                if let Some(addr) = listening_addr(&line) {
-                    let _ = found_tx.send(addr);
-                }
-                sink.lock().unwrap_or_else(|e| e.into_inner()).push(line);
-            }
-        });
-        let Ok(addr) = found_rx.recv_timeout(WAIT) else {
-            let _ = child.kill();
-            let status = child.wait().ok();
-            std::thread::sleep(Duration::from_millis(100));
-            panic!(
-                "`tidings serve {}` did not start; exit: {status:?}\n--- stderr ---\n{}",
-                full.join(" "),
-                stderr.lock().unwrap_or_else(|e| e.into_inner()),
-            );
-        };
-        Hub {
-            child,
-            addr,
-            stdout,
-            stderr,
-            exited: None,
-        }
+        Hub::launch(&full, &[])
     }
 
     /// Kills the hub with SIGKILL (no drain, no flush: a crash) and reaps it.
