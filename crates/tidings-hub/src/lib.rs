@@ -19,12 +19,19 @@
 //! - [`topic`]: topics, subscription patterns (`*`, `**`) and user ids.
 //! - [`auth`]: tokens (JWT HS256/RS256/ES256), publish keys, and what a principal may do.
 //! - [`publish`]: what a publisher asks for; validated before an id is assigned.
-//! - `hub`: the engine: the publish sequencer, admission, housekeeping (heartbeats, expiry), drain.
+//! - `hub`: the engine: the publish sequencer, fan-out after durability, admission,
+//!   housekeeping (heartbeats, expiry), drain.
 //! - `registry`: who is connected and the index the fan-out walks.
 //! - `conn`: one subscriber's bounded queue and the response body that drains it (the hot path).
-//! - [`history`]: the replay log behind the [`HistoryStore`] trait; in memory today.
+//! - [`history`]: the replay log behind the [`HistoryStore`] trait: bounded in memory, or
+//!   durable on disk (fjall, group commit, per-topic and per-user indexes).
 //! - `http`, `body`, `error`: routes, request bodies, the JSON error shape.
 //! - [`server`]: the accept loop with header timeouts and graceful shutdown.
+//! - `native`: `GET /events` served straight on the socket (the stream path of [`serve`]):
+//!   no HTTP buffers at rest, one vectored write per wake-up, on a writer runtime of its own.
+//!
+//! Embedded through [`router`], streams go through hyper (`conn::SseBody`), which is heavier
+//! per connection but needs nothing from the host application beyond axum.
 //! - `metrics`: counters rendered for `/metrics`.
 
 pub mod auth;
