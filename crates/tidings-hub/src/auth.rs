@@ -3,8 +3,8 @@
 //! Layout:
 //! - this file: [`AuthConfig`] and the [`Authenticator`] built from it once at startup, which
 //!   turns a bearer value into a [`Principal`] or an [`AuthError`];
-//! - [`principal`]: the [`Principal`] and its permission checks;
-//! - [`claims`]: the token claim format, read strictly on the way in and written by
+//! - `principal`: the [`Principal`] and its permission checks;
+//! - `claims`: the token claim format, read strictly on the way in and written by
 //!   [`mint_hs256`] on the way out.
 //!
 //! A bearer value is, in this order: a static publish key (`--publish-key`, compared in

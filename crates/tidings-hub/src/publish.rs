@@ -1,7 +1,7 @@
 //! What a publisher asks for, checked and encoded: the one place events are built.
 //!
 //! [`Publish`] is the host application's way in (through [`crate::Hub`]); the HTTP layer turns
-//! JSON bodies into the same type. [`Publish::prepare`] validates targets and payload before the
+//! JSON bodies into the same type. `Publish::prepare` validates targets and payload before the
 //! publish sequencer assigns an id, so a bad batch publishes nothing.
 
 use std::sync::Arc;
