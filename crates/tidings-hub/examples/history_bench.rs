@@ -8,6 +8,8 @@
 //! cargo run --release -p tidings-hub --example history_bench -- open DIR
 //! ```
 //!
+//! `HISTORY_BENCH_DURABILITY=interval` runs `publish` and `latency` with `--durability interval`.
+//!
 //! - `publish`: concurrent publishers through [`Hub::publish`] (sequencer, store with
 //!   `--durability sync`, fan-out): acknowledged events per second.
 //! - `latency`: publishes paced at RATE per second; acknowledge latency percentiles.
@@ -37,10 +39,15 @@ const KEEP_ALL: Retention = Retention {
     max_age: None,
 };
 
+/// `--durability sync`, or `interval` (100 ms) when `HISTORY_BENCH_DURABILITY=interval`.
 fn open(dir: PathBuf) -> Result<DiskStore, Error> {
+    let durability = match std::env::var("HISTORY_BENCH_DURABILITY").as_deref() {
+        Ok("interval") => Durability::Interval(Duration::from_millis(100)),
+        _ => Durability::Sync,
+    };
     Ok(DiskStore::open(DiskOptions {
         dir,
-        durability: Durability::Sync,
+        durability,
         retention: KEEP_ALL,
     })?)
 }
@@ -120,7 +127,7 @@ fn metric(text: &str, name: &str) -> f64 {
 
 fn latency(dir: PathBuf, rate: u64, seconds: u64) -> Result<(), Error> {
     runtime()?.block_on(async move {
-        let (hub, _store) = hub_on(dir)?;
+        let (hub, store) = hub_on(dir)?;
         let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         let (tx, rx) = mpsc::channel();
@@ -150,6 +157,17 @@ fn latency(dir: PathBuf, rate: u64, seconds: u64) -> Result<(), Error> {
             pct(0.99),
             pct(0.999),
             lat[lat.len() - 1]
+        );
+        // Where the time went: the store's own commit (write + fsync) latency histogram.
+        let mut metrics = String::new();
+        store.render_metrics(&mut metrics);
+        let buckets: Vec<&str> = metrics
+            .lines()
+            .filter_map(|l| l.strip_prefix("tidings_history_commit_seconds_bucket"))
+            .collect();
+        println!(
+            "commit latency buckets (le, cumulative): {}",
+            buckets.join(" ")
         );
         Ok(())
     })
@@ -240,10 +258,15 @@ fn open_and_replay(dir: PathBuf) -> Result<(), Error> {
         user: None,
     };
     let started = Instant::now();
-    let page = store.read(bounds.floor, bounds.newest, &filter, 512)?;
+    let one = store.read(bounds.floor, bounds.newest, &filter, 1)?;
     let first = started.elapsed();
+    let started = Instant::now();
+    let page = store.read(bounds.floor, bounds.newest, &filter, 512)?;
+    let whole = started.elapsed();
     println!(
-        "quiet topic: {} events of {events} read in {first:?} (the whole replay: one page)",
+        "quiet topic: first event ({} read) in {first:?}; all {} of its events among {events} \
+         (one page) in {whole:?}",
+        one.len(),
         page.len()
     );
 

@@ -1,12 +1,17 @@
 //! The on-disk layout: keys of the three keyspaces and the encoding of one event. No I/O.
 //!
 //! - `log`: key = the id, 8 bytes big-endian (so key order is id order); value = a record.
-//! - `index`: key = kind byte, name, `0x00`, id (8 bytes big-endian); empty value. Kinds:
-//!   `T` an exact topic, `P` a topic prefix ending in `/` (the first 1 to [`PREFIX_DEPTH`]
-//!   segments), `U` a user, `B` broadcast (empty name). Topics and user ids never contain a
-//!   byte below 0x20, so the `0x00` separator keeps one name's ids contiguous and in id order.
-//! - `meta`: [`STATE_KEY`] holds the floor, the count and the bytes retained, written in the
-//!   same atomic batch as every change to them.
+//! - `index`: key = kind byte, name, `0x00`, id (8 bytes big-endian). Kinds: `T` an exact
+//!   topic, `P` a topic prefix ending in `/` (the first 1 to [`PREFIX_DEPTH`] segments), `U` a
+//!   user, `B` broadcast (empty name). Topics and user ids never contain a byte below 0x20, so
+//!   the `0x00` separator keeps one name's ids contiguous and in id order. A `T` entry's value
+//!   is the event's record (a covering index: the most common replay, one topic, never reads
+//!   the log); the others are empty and point into `log`.
+//! - [`STATE_KEY`] in `index` holds the floor, the count and the bytes retained, written in
+//!   the same atomic batch as every change to them. It lives in `index` rather than a keyspace
+//!   of its own because fjall can drop a journal only once every keyspace written in it has
+//!   flushed: a tiny keyspace that never fills its memtable would pin every journal, and
+//!   start-up would replay up to the journal limit (64 MiB) instead of a few memtables.
 //!
 //! A record: version (1), flags (bit 0: broadcast), `published_ms` (u64), topic count (u16),
 //! user count (u16), each topic and user as a u16 length and its bytes, then the SSE frame.
@@ -23,8 +28,8 @@ use crate::topic::Pattern;
 /// `tenant/7/orders/` prefix index, `a/b/c/d/*` scans `a/b/c/` and filters.
 pub const PREFIX_DEPTH: usize = 3;
 
-/// The `meta` key of the retained state.
-pub const STATE_KEY: &[u8] = b"state";
+/// The key of the retained state in `index`; `0x00` sorts before every index kind.
+pub const STATE_KEY: &[u8] = b"\0state";
 
 const RECORD_VERSION: u8 = 1;
 const FLAG_BROADCAST: u8 = 1;
@@ -81,6 +86,11 @@ pub fn user_prefix(user: &str) -> Vec<u8> {
 /// The index prefix of broadcasts.
 pub fn broadcast_prefix() -> Vec<u8> {
     index_prefix(b'B', "")
+}
+
+/// Whether an index entry carries the event's record (exact topics do).
+pub fn is_covering(key: &[u8]) -> bool {
+    key.first() == Some(&b'T')
 }
 
 /// An index prefix followed by an id: a complete index key, or a scan bound.
@@ -248,7 +258,7 @@ pub struct State {
 }
 
 impl State {
-    /// The `meta` value.
+    /// The [`STATE_KEY`] value.
     pub fn encode(&self) -> [u8; 24] {
         let mut out = [0u8; 24];
         out[..8].copy_from_slice(&self.floor.0.to_le_bytes());
@@ -257,7 +267,7 @@ impl State {
         out
     }
 
-    /// Reads a `meta` value.
+    /// Reads a [`STATE_KEY`] value.
     pub fn decode(value: &[u8]) -> Result<State, Corrupt> {
         let mut r = Reader(value);
         let state = State {

@@ -3,7 +3,7 @@
 //! Each turn takes every queued append, adds the retention deletions that are due (a bounded
 //! chunk of the oldest events), and writes all of it as one atomic fjall batch together with
 //! the new retained state, then syncs once and calls the callbacks in append order. One
-//! writer means no two batches race, so the `meta` state always matches the log.
+//! writer means no two batches race, so the retained state always matches the log.
 //!
 //! A failed write (disk full, read-only, I/O error) fails that turn's appends with
 //! [`StoreError::Unavailable`] and closes the database (fjall refuses writes after a failed
@@ -170,10 +170,17 @@ impl Writer<'_> {
         let mut batch = db.db.batch();
         let mut newest = None;
         for event in batches.iter().flat_map(|(events, _)| events) {
-            batch.insert(&db.log, codec::log_key(event.id), codec::encode(event));
+            let record = fjall::Slice::from(codec::encode(event).as_slice());
             for key in codec::index_keys(event) {
-                batch.insert(&db.index, key, []);
+                // Exact-topic entries carry the record, so a topic's replay is one range scan.
+                let value = if codec::is_covering(&key) {
+                    record.clone()
+                } else {
+                    fjall::Slice::from(&[][..])
+                };
+                batch.insert(&db.index, key, value);
             }
+            batch.insert(&db.log, codec::log_key(event.id), record);
             state.count += 1;
             state.bytes += event.frame.len() as u64;
             newest = Some(event.id);
@@ -201,7 +208,7 @@ impl Writer<'_> {
             // Readers must see the gap before the events vanish.
             shared.floor.fetch_max(state.floor.0, Ordering::SeqCst);
         }
-        batch.insert(&db.meta, codec::STATE_KEY, state.encode());
+        batch.insert(&db.index, codec::STATE_KEY, state.encode());
         let mode = match shared.durability {
             _ if batches.is_empty() => PersistMode::Buffer,
             Durability::Sync => PersistMode::SyncData,

@@ -2,7 +2,7 @@
 //! directory.
 //!
 //! # Layout
-//! - `codec`: keys of the `log`, `index` and `meta` keyspaces and the record of one event.
+//! - `codec`: keys of the `log` and `index` keyspaces and the record of one event.
 //! - `flusher`: the one writer thread: group commit, retention, failure and reopening.
 //! - `replay`: reads for resuming subscribers, from the indexes or the log.
 //! - this file: [`DiskStore`], its options, and the state the writer and readers share.
@@ -104,8 +104,8 @@ pub enum OpenError {
 pub(super) struct Db {
     db: Database,
     log: Keyspace,
+    /// Also holds the retained state under [`codec::STATE_KEY`].
     index: Keyspace,
-    meta: Keyspace,
 }
 
 impl Db {
@@ -131,28 +131,36 @@ impl Db {
             .manual_journal_persist(true)
             .open()
             .map_err(store_err)?;
+        // Small memtables keep the journal a crash leaves behind short (start-up replays it);
+        // the log is appended in key order, so small flushes cost little compaction.
         let options = || {
             KeyspaceCreateOptions::default()
                 .manual_journal_persist(true)
-                .max_memtable_size(16 << 20)
+                .max_memtable_size(8 << 20)
         };
         let log = db
             .keyspace("log", || options().expect_point_read_hits(true))
             .map_err(store_err)?;
-        let index = db.keyspace("index", options).map_err(store_err)?;
-        let meta = db.keyspace("meta", options).map_err(store_err)?;
+        // The index's block indexes stay in memory at every level (a few MiB for millions of
+        // events, read at start-up), so the first replay after a start finds its range at once.
+        let index = db
+            .keyspace("index", || {
+                options().index_block_pinning_policy(fjall::config::PinningPolicy::all(true))
+            })
+            .map_err(store_err)?;
         let corrupt = |source| OpenError::Corrupt {
             path: dir.to_owned(),
             source,
         };
-        let state = match meta.get(codec::STATE_KEY).map_err(store_err)? {
+        let state = match index.get(codec::STATE_KEY).map_err(store_err)? {
             Some(value) => State::decode(&value).map_err(corrupt)?,
             None => {
                 let state = State {
                     floor: fresh_floor,
                     ..State::default()
                 };
-                meta.insert(codec::STATE_KEY, state.encode())
+                index
+                    .insert(codec::STATE_KEY, state.encode())
                     .map_err(store_err)?;
                 db.persist(PersistMode::SyncAll).map_err(store_err)?;
                 state
@@ -163,16 +171,7 @@ impl Db {
             None => EventId(0),
         };
         let newest = last.max(state.floor);
-        Ok((
-            Db {
-                db,
-                log,
-                index,
-                meta,
-            },
-            state,
-            newest,
-        ))
+        Ok((Db { db, log, index }, state, newest))
     }
 }
 

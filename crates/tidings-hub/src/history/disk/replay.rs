@@ -103,28 +103,37 @@ fn merge_indexes(
             Source::Log => None,
         })
         .collect();
-    // The smallest pending id of each range, smallest first.
+    // The pending entry of each range, smallest id first; on a tie a covering (exact-topic)
+    // entry comes first, so the duplicate that is used is the one that needs no log read.
+    let mut pending: Vec<Option<fjall::Slice>> = vec![None; ranges.len()];
     let mut heads = BinaryHeap::with_capacity(ranges.len());
     for (i, range) in ranges.iter_mut().enumerate() {
-        if let Some(id) = next_id(range)? {
-            heads.push(Reverse((id, i)));
+        if let Some((id, covering, value)) = next_entry(range)? {
+            pending[i] = Some(value);
+            heads.push(Reverse((id, !covering, i)));
         }
     }
     let mut out = Vec::with_capacity(limit.min(1024));
     let mut last = after;
-    while let Some(Reverse((id, i))) = heads.pop() {
-        if let Some(next) = next_id(&mut ranges[i])? {
-            heads.push(Reverse((next, i)));
+    while let Some(Reverse((id, _, i))) = heads.pop() {
+        let value = pending[i].take();
+        if let Some((next, covering, next_value)) = next_entry(&mut ranges[i])? {
+            pending[i] = Some(next_value);
+            heads.push(Reverse((next, !covering, i)));
         }
         if id <= last {
             continue;
         }
         last = id;
-        // Absent when retention deleted it since the index was read; `read` reports the gap.
-        let Some(value) = db.log.get(codec::log_key(id))? else {
-            continue;
+        let record = match value.filter(|v| !v.is_empty()) {
+            Some(record) => record,
+            // Absent when retention deleted it since the index was read; `read` reports the gap.
+            None => match db.log.get(codec::log_key(id))? {
+                Some(record) => record,
+                None => continue,
+            },
         };
-        let event = codec::decode(id, &value)?;
+        let event = codec::decode(id, &record)?;
         // A prefix range also holds topics the pattern does not match (`a/*` vs `a/b/c`).
         if filter.accepts(&event) {
             out.push(Arc::new(event));
@@ -136,9 +145,17 @@ fn merge_indexes(
     Ok(out)
 }
 
-fn next_id(range: &mut fjall::Iter) -> Result<Option<EventId>, ReadError> {
+/// The next index entry of a range: its id, whether it carries the record, and its value.
+fn next_entry(range: &mut fjall::Iter) -> Result<Option<(EventId, bool, fjall::Slice)>, ReadError> {
     match range.next() {
         None => Ok(None),
-        Some(guard) => Ok(Some(codec::id_of_key(&guard.key()?)?)),
+        Some(guard) => {
+            let (key, value) = guard.into_inner()?;
+            Ok(Some((
+                codec::id_of_key(&key)?,
+                codec::is_covering(&key),
+                value,
+            )))
+        }
     }
 }
