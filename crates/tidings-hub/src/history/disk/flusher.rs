@@ -155,6 +155,11 @@ impl Writer<'_> {
     fn turn(&mut self, batches: Vec<(Vec<Arc<StoredEvent>>, OnDurable)>) {
         let now_ms = unix_ms();
         if batches.is_empty() && !self.retention_due(now_ms) {
+            if self.failed.is_some() {
+                // Reopen without waiting for a publish, so replays work again as soon as the
+                // disk does.
+                let _ = self.open_db();
+            }
             return;
         }
         let db = match self.open_db() {
