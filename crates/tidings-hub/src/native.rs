@@ -234,7 +234,7 @@ async fn stream_loop(
 ) -> std::io::Result<()> {
     write_counted(hub, stream, first).await?;
     while replay.is_some() {
-        match next_replay_chunk(hub, conn, &mut replay) {
+        match read_replay_page(hub, conn, &mut replay) {
             Some(chunk) => write_counted(hub, stream, chunk).await?,
             None => break,
         }
@@ -254,6 +254,21 @@ async fn stream_loop(
             }
             Step::Closed(_) | Step::PeerGone => return Ok(()),
         }
+    }
+}
+
+/// A replay page may come from disk: on a multi-threaded runtime the read tells the runtime it
+/// blocks, so other streams move to another thread meanwhile.
+fn read_replay_page(
+    hub: &Inner,
+    conn: &Conn,
+    replay: &mut Option<(crate::event::EventId, crate::event::EventId)>,
+) -> Option<Bytes> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread) {
+        tokio::task::block_in_place(|| next_replay_chunk(hub, conn, replay))
+    } else {
+        next_replay_chunk(hub, conn, replay)
     }
 }
 
