@@ -10,16 +10,7 @@ use support::{json, q, Hub, Req, Response, Token, Value, PUBLISH_KEY, SECRET, WA
 use tokio::io::AsyncWriteExt;
 
 fn hub(extra: &[&str]) -> Hub {
-    let mut args = vec![
-        "--jwt-secret",
-        SECRET,
-        "--publish-key",
-        PUBLISH_KEY,
-        "--public-topic",
-        "**",
-    ];
-    args.extend_from_slice(extra);
-    Hub::start(&args)
+    Hub::standard(extra)
 }
 
 async fn post_raw(hub: &Hub, path: &str, body: &[u8]) -> Response {

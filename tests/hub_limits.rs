@@ -6,22 +6,11 @@ mod support;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use support::{
-    events_path, json, Hub, Item, Req, SseStream, Token, Value, PUBLISH_KEY, SECRET, WAIT,
-};
+use support::{events_path, json, Hub, Item, Req, SseStream, Token, Value, PUBLISH_KEY, WAIT};
 use tokio::time::Instant;
 
 fn hub(extra: &[&str]) -> Hub {
-    let mut args = vec![
-        "--jwt-secret",
-        SECRET,
-        "--publish-key",
-        PUBLISH_KEY,
-        "--public-topic",
-        "**",
-    ];
-    args.extend_from_slice(extra);
-    Hub::start(&args)
+    Hub::standard(extra)
 }
 
 fn expect_limit(reply: &support::Response) {

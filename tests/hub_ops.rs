@@ -6,20 +6,11 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use support::http::try_send;
-use support::{events_path, json, Hub, Item, Req, Token, Value, PUBLISH_KEY, SECRET, WAIT};
+use support::{events_path, json, Hub, Item, Req, Token, Value, PUBLISH_KEY, WAIT};
 use tokio::time::Instant;
 
 fn hub(extra: &[&str]) -> Hub {
-    let mut args = vec![
-        "--jwt-secret",
-        SECRET,
-        "--publish-key",
-        PUBLISH_KEY,
-        "--public-topic",
-        "**",
-    ];
-    args.extend_from_slice(extra);
-    Hub::start(&args)
+    Hub::standard(extra)
 }
 
 #[tokio::test]

@@ -5,18 +5,11 @@ mod support;
 
 use support::{
     events_path, is_compact_json, json, Hub, Item, MessageEvent, Req, SseStream, Token, Value,
-    PUBLISH_KEY, SECRET, WAIT,
+    PUBLISH_KEY, WAIT,
 };
 
 fn hub() -> Hub {
-    Hub::start(&[
-        "--jwt-secret",
-        SECRET,
-        "--publish-key",
-        PUBLISH_KEY,
-        "--public-topic",
-        "**",
-    ])
+    Hub::standard(&[])
 }
 
 async fn anonymous(hub: &Hub, topics: &[&str]) -> SseStream {

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod json_line;
 pub mod parse;
 pub mod publish;
 pub mod serve;

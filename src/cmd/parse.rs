@@ -14,8 +14,8 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use super::json_line::JsonLine;
 use anyhow::Context as _;
-use serde::Serialize;
 use tidings_wire::{Item, Parser};
 
 /// Arguments of `tidings parse`.
@@ -76,29 +76,12 @@ pub fn run_on(mut reader: impl Read, writer: impl Write, comments: bool) -> anyh
 }
 
 fn write_item(out: &mut impl Write, item: &Item) -> io::Result<()> {
-    #[derive(Serialize)]
-    #[serde(untagged)]
-    enum Line<'a> {
-        Event {
-            event: &'a str,
-            data: &'a str,
-            id: &'a str,
-        },
-        Retry {
-            retry: u64,
-        },
-        Comment {
-            comment: &'a str,
-        },
-    }
     let line = match item {
-        Item::Event(e) => Line::Event {
-            event: &e.event,
-            data: &e.data,
-            id: &e.id,
+        Item::Event(e) => JsonLine::event(&e.event, &e.data, &e.id),
+        Item::Retry(ms) => JsonLine::Retry {
+            retry: u128::from(*ms),
         },
-        Item::Retry(ms) => Line::Retry { retry: *ms },
-        Item::Comment(text) => Line::Comment { comment: text },
+        Item::Comment(text) => JsonLine::Comment { comment: text },
     };
     serde_json::to_writer(&mut *out, &line)?;
     out.write_all(b"\n")

@@ -15,8 +15,8 @@ use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use super::json_line::JsonLine;
 use anyhow::Context as _;
-use serde::Serialize;
 use tidings_client::{CloseReason, EventStream, SseItem};
 
 /// Arguments of `tidings tail`.
@@ -220,36 +220,13 @@ impl Output {
     }
 
     fn json_line(&self, item: &SseItem) -> Option<String> {
-        #[derive(Serialize)]
-        #[serde(untagged)]
-        enum Line<'a> {
-            Event {
-                event: &'a str,
-                data: &'a str,
-                id: &'a str,
-            },
-            Retry {
-                retry: u128,
-            },
-            Comment {
-                comment: &'a str,
-            },
-        }
         let line = match item {
-            SseItem::Event(e) => Line::Event {
-                event: &e.event,
-                data: &e.data,
-                id: &e.id,
-            },
-            SseItem::Reset(r) => Line::Event {
-                event: &r.event.event,
-                data: &r.event.data,
-                id: &r.event.id,
-            },
-            SseItem::Retry(delay) => Line::Retry {
+            SseItem::Event(e) => JsonLine::event(&e.event, &e.data, &e.id),
+            SseItem::Reset(r) => JsonLine::event(&r.event.event, &r.event.data, &r.event.id),
+            SseItem::Retry(delay) => JsonLine::Retry {
                 retry: delay.as_millis(),
             },
-            SseItem::Comment(text) if self.comments => Line::Comment { comment: text },
+            SseItem::Comment(text) if self.comments => JsonLine::Comment { comment: text },
             _ => return None,
         };
         serde_json::to_string(&line).ok()

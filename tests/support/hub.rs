@@ -95,6 +95,21 @@ impl Hub {
         Hub::start_with_env(args, &[])
     }
 
+    /// The usual hub of the black-box tests: HS256 tokens with the test secret, the test
+    /// publish key, every topic public for anonymous subscribers, plus `extra` options.
+    pub fn standard(extra: &[&str]) -> Hub {
+        let mut args = vec![
+            "--jwt-secret",
+            super::tokens::SECRET,
+            "--publish-key",
+            PUBLISH_KEY,
+            "--public-topic",
+            "**",
+        ];
+        args.extend_from_slice(extra);
+        Hub::start(&args)
+    }
+
     /// Like [`Hub::start`], with extra environment variables.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Hub {
         let mut full = vec!["--memory", "--listen", "127.0.0.1:0"];
