@@ -79,7 +79,7 @@ impl Tail {
 }
 
 #[tokio::test]
-async fn json_output_matches_parse_and_a_reconnect_resumes_from_the_last_id() {
+async fn json_output_is_one_object_per_event_and_a_reconnect_resumes_from_the_last_id() {
     let server = ScriptServer::bind().await.expect("bind");
     let url = server.url("/events");
     let mut tail = Tail::start(&[
@@ -104,10 +104,10 @@ async fn json_output_matches_parse_and_a_reconnect_resumes_from_the_last_id() {
     conn.send(b"retry: 20\n: heartbeat\nid: 5\nevent: tick\ndata: a\ndata: b\n\n")
         .await
         .expect("events");
-    assert_eq!(tail.stdout_line().await, r#"{"retry":20}"#);
+    // One object per event; the retry the server set rides on the next event.
     assert_eq!(
         tail.stdout_line().await,
-        r#"{"event":"tick","data":"a\nb","id":"5"}"#
+        r#"{"event":"tick","data":"a\nb","id":"5","retry":20}"#
     );
     conn.close().await.expect("close");
 

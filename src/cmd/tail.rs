@@ -4,8 +4,9 @@
 //! Output, on stdout, one line per item, flushed at once:
 //! - by default, a readable line per event (`<type> <id> <data>`, coloured when stdout is a
 //!   terminal), multi-line data indented under it;
-//! - with `--json`, exactly what `tidings parse` prints: `{"event","data","id"}` per event,
-//!   `{"retry": <ms>}` when the server sets it, and `{"comment": "..."}` with `--comments`.
+//! - with `--json`, one object per event, `{"event","data","id","retry"?}` (`retry`, in ms,
+//!   when the server set the reconnection time since the previous event), and
+//!   `{"comment": "..."}` with `--comments`.
 //!
 //! Connections, errors and reconnections go to stderr. Ctrl-C (or SIGTERM) ends it with exit
 //! status 0; so do a `204 No Content` from the server and a closed stdout (`| head`). An
@@ -62,6 +63,7 @@ pub fn run(args: TailArgs) -> anyhow::Result<ExitCode> {
         comments: args.comments,
         color: io::stdout().is_terminal(),
         err_color: io::stderr().is_terminal(),
+        pending_retry: Default::default(),
     };
     runtime.block_on(tail(stream, out))
 }
@@ -183,6 +185,8 @@ struct Output {
     comments: bool,
     color: bool,
     err_color: bool,
+    /// A `retry:` seen since the last event, printed with the next one (`--json`).
+    pending_retry: std::cell::Cell<Option<u128>>,
 }
 
 const BOLD_CYAN: &str = "\x1b[1;36m";
@@ -221,11 +225,15 @@ impl Output {
 
     fn json_line(&self, item: &SseItem) -> Option<String> {
         let line = match item {
-            SseItem::Event(e) => JsonLine::event(&e.event, &e.data, &e.id),
-            SseItem::Reset(r) => JsonLine::event(&r.event.event, &r.event.data, &r.event.id),
-            SseItem::Retry(delay) => JsonLine::Retry {
-                retry: delay.as_millis(),
-            },
+            SseItem::Event(e) => {
+                JsonLine::event(&e.event, &e.data, &e.id).with_retry(self.pending_retry.take())
+            }
+            SseItem::Reset(r) => JsonLine::event(&r.event.event, &r.event.data, &r.event.id)
+                .with_retry(self.pending_retry.take()),
+            SseItem::Retry(delay) => {
+                self.pending_retry.set(Some(delay.as_millis()));
+                return None;
+            }
             SseItem::Comment(text) if self.comments => JsonLine::Comment { comment: text },
             _ => return None,
         };
@@ -308,6 +316,7 @@ mod tests {
             comments,
             color: false,
             err_color: false,
+            pending_retry: Default::default(),
         }
     }
 
@@ -338,16 +347,23 @@ mod tests {
     }
 
     #[test]
-    fn json_lines_match_tidings_parse() {
+    fn json_lines_are_one_object_per_event_with_the_retry_set_before_it() {
         let out = plain(true, true);
         assert_eq!(
             out.stdout_line(&event("tick", "a\nb", "7")).as_deref(),
             Some(r#"{"event":"tick","data":"a\nb","id":"7"}"#)
         );
         assert_eq!(
-            out.stdout_line(&SseItem::Retry(Duration::from_millis(500)))
-                .as_deref(),
-            Some(r#"{"retry":500}"#)
+            out.stdout_line(&SseItem::Retry(Duration::from_millis(500))),
+            None
+        );
+        assert_eq!(
+            out.stdout_line(&event("tick", "b", "8")).as_deref(),
+            Some(r#"{"event":"tick","data":"b","id":"8","retry":500}"#)
+        );
+        assert_eq!(
+            out.stdout_line(&event("tick", "c", "9")).as_deref(),
+            Some(r#"{"event":"tick","data":"c","id":"9"}"#)
         );
         assert_eq!(
             out.stdout_line(&SseItem::Comment("hi".into())).as_deref(),
