@@ -12,7 +12,8 @@ const SECRET: &str = "cli-token-test-secret-0123456789abcdef";
 /// The binary with no secret in its environment unless a test gives one.
 fn tidings() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidings"));
-    cmd.env_remove("TIDINGS_JWT_SECRET");
+    cmd.env_remove("TIDINGS_JWT_SECRET")
+        .env_remove("TIDINGS_CONFIG");
     cmd
 }
 
@@ -123,6 +124,21 @@ fn ttl_takes_units_and_rounds_fractions_up_to_a_second() {
             "{ttl}"
         );
     }
+}
+
+#[test]
+fn the_secret_can_come_from_the_hubs_config_file() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = dir.path().join("tidings.toml");
+    std::fs::write(&file, format!("jwt_secret = \"{SECRET}\"\nheartbeat = 5\n")).unwrap();
+    let output = run(tidings()
+        .args(["token", "--sub", "carol", "--config"])
+        .arg(&file));
+    assert_eq!(claims(&printed_token(&output))["sub"], "carol");
+
+    std::fs::write(&file, "heartbeat = 5\n").unwrap();
+    let output = run(tidings().args(["token", "--config"]).arg(&file));
+    assert!(one_line_error(&output).contains("jwt_secret"));
 }
 
 #[test]

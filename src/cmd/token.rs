@@ -13,6 +13,10 @@ pub struct TokenArgs {
     /// The HS256 secret: the hub's --jwt-secret.
     #[arg(long, env = "TIDINGS_JWT_SECRET", hide_env_values = true)]
     pub secret: Option<String>,
+    /// The hub's TOML configuration file; its `jwt_secret` is used when --secret and
+    /// TIDINGS_JWT_SECRET are not given.
+    #[arg(long, env = "TIDINGS_CONFIG", value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
     /// The user id (`sub`): the token's streams also receive that user's events.
     #[arg(long, value_name = "ID")]
     pub sub: Option<String>,
@@ -34,9 +38,15 @@ pub struct TokenArgs {
 
 /// Runs `tidings token`: prints one token and a newline.
 pub fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
-    let secret = args
-        .secret
-        .ok_or_else(|| anyhow!("no secret: pass --secret or set TIDINGS_JWT_SECRET"))?;
+    let secret = match (args.secret, &args.config) {
+        (Some(secret), _) => secret,
+        (None, Some(path)) => secret_from_config(path)?,
+        (None, None) => {
+            return Err(anyhow!(
+                "no secret: pass --secret, set TIDINGS_JWT_SECRET, or --config with jwt_secret"
+            ))
+        }
+    };
     let spec = TokenSpec {
         sub: args.sub,
         subscribe: args.subscribe,
@@ -56,4 +66,23 @@ pub fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
     })?;
     println!("{token}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `jwt_secret` of a `tidings serve` configuration file.
+fn secret_from_config(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow!("--config: cannot read {}: {e}", path.display()))?;
+    let table: toml::Table = toml::from_str(&text)
+        .map_err(|e| anyhow!("--config {}: {}", path.display(), e.message()))?;
+    match table.get("jwt_secret") {
+        Some(toml::Value::String(secret)) => Ok(secret.clone()),
+        Some(_) => Err(anyhow!(
+            "--config {}: jwt_secret must be a string",
+            path.display()
+        )),
+        None => Err(anyhow!(
+            "--config {} has no jwt_secret: pass --secret or set TIDINGS_JWT_SECRET",
+            path.display()
+        )),
+    }
 }
