@@ -86,6 +86,18 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>,
     serde_json::Value::deserialize(d).map(Some)
 }
 
+/// Parses a body straight into its request type. Only when that fails is the body checked
+/// for syntax alone, so a broken body is `malformed_json` whatever its fields, and a
+/// well-formed one of the wrong shape is `invalid_request`.
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice::<T>(bytes).map_err(|err| {
+        match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Err(syntax) => json_error(syntax),
+            Ok(_) => json_error(err),
+        }
+    })
+}
+
 fn json_error(err: serde_json::Error) -> ApiError {
     match err.classify() {
         serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
@@ -147,33 +159,18 @@ fn one_or_many(
 
 /// Parses `POST /publish`: one object, or an array of them (a batch). `true` for a batch.
 pub(crate) fn parse_publish(bytes: &[u8]) -> Result<(Vec<Publish>, bool), ApiError> {
-    // Syntax first, shape second: a broken body is `malformed_json` whatever its fields.
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(json_error)?;
-    let (bodies, batch) = if let serde_json::Value::Array(v) = value {
-        if v.is_empty() {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    let (bodies, batch) = if first == Some(&b'[') {
+        let bodies: Vec<PublishBody> = parse_json(bytes)?;
+        if bodies.is_empty() {
             return Err(ApiError::bad_request(
                 "invalid_request",
                 "an empty batch publishes nothing",
             ));
         }
-        let bodies = v
-            .into_iter()
-            .enumerate()
-            .map(|(i, item)| {
-                serde_json::from_value::<PublishBody>(item).map_err(|e| {
-                    ApiError::bad_request(
-                        "invalid_request",
-                        format!("batch item {i}: wrong request shape: {e}"),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         (bodies, true)
     } else {
-        (
-            vec![serde_json::from_value::<PublishBody>(value).map_err(json_error)?],
-            false,
-        )
+        (vec![parse_json::<PublishBody>(bytes)?], false)
     };
     let mut out = Vec::with_capacity(bodies.len());
     for b in bodies {
@@ -199,7 +196,6 @@ pub(crate) fn parse_publish(bytes: &[u8]) -> Result<(Vec<Publish>, bool), ApiErr
 
 /// Parses the body of `POST /notify/{user}` and `POST /broadcast`.
 pub(crate) fn parse_message(bytes: &[u8], target: Publish) -> Result<Publish, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(json_error)?;
-    let b: MessageBody = serde_json::from_value(value).map_err(json_error)?;
+    let b: MessageBody = parse_json(bytes)?;
     message(b.event, b.data, b.text, b.retry, target)
 }
