@@ -196,12 +196,11 @@ pub(crate) fn open_subscription(
         exp: principal.exp,
         last_event_id,
     };
-    hub.inner.subscribe(spec).map_err(|limit| {
-        ApiError::limit(match limit {
-            Limit::Total => "the hub is at --max-connections".to_owned(),
-            Limit::PerUser => "this user is at --max-connections-per-user".to_owned(),
-            Limit::PerIp => "this address is at --max-connections-per-ip".to_owned(),
-        })
+    hub.inner.subscribe(spec).map_err(|limit| match limit {
+        Limit::Total => ApiError::limit("the hub is at --max-connections"),
+        Limit::PerUser => ApiError::limit("this user is at --max-connections-per-user"),
+        Limit::PerIp => ApiError::limit("this address is at --max-connections-per-ip"),
+        Limit::Draining => ApiError::draining(),
     })
 }
 

@@ -319,6 +319,11 @@ impl Inner {
 
         let fanned_out = self.fanned_out.lock();
         let mut registry = self.registry.write();
+        // Checked under the registry lock that `drain` iterates under: a stream is either
+        // refused here or registered before `drain` looks, so none is left open.
+        if self.is_draining() {
+            return Err(Limit::Draining);
+        }
         if let Err(limit) = registry.admit(limits, spec.user.as_deref(), spec.ip) {
             self.metrics.rejected_limit.inc();
             return Err(limit);

@@ -32,6 +32,8 @@ pub(crate) enum Limit {
     Total,
     PerUser,
     PerIp,
+    /// Not a limit: the hub started draining while the stream was being admitted.
+    Draining,
 }
 
 /// The connection limits in force.
