@@ -47,6 +47,7 @@ pub fn draw(path: &Path, data: &Data) -> anyhow::Result<()> {
             ("sans-serif", 18),
         )
         .margin(12)
+        .margin_right(40)
         .x_label_area_size(36)
         .y_label_area_size(64)
         .build_cartesian_2d(0f64..MAX_NINES, 0f64..max_ms)
@@ -74,6 +75,7 @@ pub fn draw(path: &Path, data: &Data) -> anyhow::Result<()> {
         let mut chart = ChartBuilder::on(&bottom)
             .caption("deliveries per second (100 ms buckets)", ("sans-serif", 18))
             .margin(12)
+            .margin_right(40)
             .x_label_area_size(36)
             .y_label_area_size(64)
             .build_cartesian_2d(0f64..end, 0f64..peak)
