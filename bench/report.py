@@ -32,6 +32,10 @@ FIGURES = [
      lambda r: p99_ms(r), "ms", False, "≤ 6 ms"),
     ("p99 publish→receive, 10,000 subscribers, 20 events/s", "latency10k",
      lambda r: p99_ms(r), "ms", False, "≤ 70 ms"),
+    ("publishes/s, 4 concurrent publishers, no subscribers", "publish",
+     lambda r: r.get("publishes_per_s"), "per_s", True, "–"),
+    ("p99 publish acknowledgement at that load", "publish",
+     lambda r: ack_p99_ms(r), "ms", False, "–"),
 ]
 
 FANOUT_FIGURES = ["fanout", "latency100", "latency1k", "latency10k"]
@@ -40,6 +44,11 @@ FANOUT_FIGURES = ["fanout", "latency100", "latency1k", "latency10k"]
 def p99_ms(report):
     latency = report.get("latency_us") or {}
     p99 = latency.get("p99")
+    return None if p99 is None else p99 / 1000.0
+
+
+def ack_p99_ms(report):
+    p99 = (report.get("ack_us") or {}).get("p99")
     return None if p99 is None else p99 / 1000.0
 
 
@@ -144,12 +153,27 @@ def render(runs, machine, plots_rel):
     out.append("| hub | figure | subscribers open | deliveries (expected) | lost | dup | "
                "p50 | p99 | p99.9 | max | hub CPU | generator CPU | load before |")
     out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for figure in ["idle"] + FANOUT_FIGURES:
+    for figure in ["idle"] + FANOUT_FIGURES + ["publish"]:
         for hub, name in HUBS:
             run = runs.get((hub, figure))
             if not run:
                 continue
             r = run["report"]
+            if figure == "publish":
+                ack = r.get("ack_us") or {}
+
+                def ack_ms(key):
+                    v = ack.get(key)
+                    return "–" if v is None else fmt(v / 1000.0, "ms")
+
+                cpu = r.get("hub_cpu_s")
+                out.append(
+                    f"| {name} | publish | {r.get('acked', 0):,} acknowledged "
+                    f"({r.get('publish_failed', 0)} failed), {fmt(r.get('publishes_per_s'), 'per_s')}/s "
+                    f"| – | – | ack {ack_ms('p50')} | ack {ack_ms('p99')} | ack {ack_ms('p99.9')} | "
+                    f"ack {ack_ms('max')} | {'–' if cpu is None else f'{cpu:.2f} s'} | – | "
+                    f"{run['meta'].get('load', '?')} |")
+                continue
             lat = r.get("latency_us") or {}
 
             def ms(key):
@@ -177,14 +201,14 @@ def render(runs, machine, plots_rel):
     out.append("Each hub is started fresh for each figure (`scripts/bench-compare` shows how); "
                "then:\n")
     out.append("```")
-    for figure in ["idle"] + FANOUT_FIGURES:
+    for figure in ["idle"] + FANOUT_FIGURES + ["publish"]:
         for hub, _ in HUBS:
             run = runs.get((hub, figure))
             if run and run["command"]:
                 out.append(run["command"])
     out.append("```\n")
 
-    plots = [(hub, figure, run) for (hub, figure), run in sorted(runs.items()) if figure != "idle"]
+    plots = [run for (_, figure), run in runs.items() if figure in FANOUT_FIGURES]
     if plots:
         out.append("### Plots\n")
         out.append("Latency by percentile and deliveries per second over time, per run:\n")
