@@ -16,12 +16,11 @@ use tokio::time::Instant;
 use super::super::plot;
 use super::super::procfs;
 use super::super::progress::Bar;
-use super::super::protocol::Command;
 use super::super::publisher::{self, Counters};
 use super::super::Setup;
 use super::{
-    base_json, heading, merge, open_subscriptions, percentiles_line, percentiles_us,
-    throughput_series, Outcome,
+    base_json, finish_after_publishing, heading, merge, open_subscriptions, percentiles_line,
+    percentiles_us, throughput_series, Outcome,
 };
 
 pub async fn run(setup: &Setup, bar: &mut Bar, deadline: Instant) -> anyhow::Result<Outcome> {
@@ -59,17 +58,7 @@ pub async fn run(setup: &Setup, bar: &mut Bar, deadline: Instant) -> anyhow::Res
     let published = publishing.await?;
     bar.next_phase();
     bar.show("draining", 0, 0, "waiting for the last deliveries");
-    let command = Command::Finish {
-        events: published.sent,
-        failed: published.failed.clone(),
-        drain_ms: setup.drain.as_millis() as u64,
-    };
-    let results = pool
-        .finish(
-            &command,
-            deadline.max(Instant::now() + setup.drain + Duration::from_secs(30)),
-        )
-        .await?;
+    let results = finish_after_publishing(&mut pool, &published, setup, deadline).await?;
     let hub_after = sample(setup)?;
     let own_after = procfs::sample_self();
     let merged = merge(results);

@@ -101,6 +101,23 @@ pub(super) async fn open_subscriptions(
     Ok(pool)
 }
 
+/// Tells the workers what was published and waits (past `deadline` by the drain time and a
+/// margin at most) for their results.
+pub(super) async fn finish_after_publishing(
+    pool: &mut Pool,
+    published: &super::publisher::Outcome,
+    setup: &Setup,
+    deadline: Instant,
+) -> anyhow::Result<Vec<WorkerResult>> {
+    let command = Command::Finish {
+        events: published.sent,
+        failed: published.failed.clone(),
+        drain_ms: setup.drain.as_millis() as u64,
+    };
+    let wait = deadline.max(Instant::now() + setup.drain + Duration::from_secs(30));
+    pool.finish(&command, wait).await
+}
+
 /// Ends a run that published nothing.
 pub(super) fn finish_now() -> Command {
     Command::Finish {

@@ -12,11 +12,11 @@ use super::super::plot;
 use super::super::pool::Pool;
 use super::super::procfs;
 use super::super::progress::Bar;
-use super::super::protocol::Command;
 use super::super::publisher::{self, Counters};
 use super::super::Setup;
 use super::{
-    base_json, heading, merge, open_subscriptions, percentiles_line, percentiles_us, Outcome,
+    base_json, finish_after_publishing, heading, merge, open_subscriptions, percentiles_line,
+    percentiles_us, Outcome,
 };
 
 pub async fn run(setup: &Setup, bar: &mut Bar, deadline: Instant) -> anyhow::Result<Outcome> {
@@ -90,17 +90,7 @@ pub async fn run(setup: &Setup, bar: &mut Bar, deadline: Instant) -> anyhow::Res
     let mut errors = published.errors.clone();
     let mut latency = None;
     if let Some(mut pool) = pool {
-        let command = Command::Finish {
-            events: published.sent,
-            failed: published.failed.clone(),
-            drain_ms: setup.drain.as_millis() as u64,
-        };
-        let results = pool
-            .finish(
-                &command,
-                deadline.max(Instant::now() + setup.drain + Duration::from_secs(30)),
-            )
-            .await?;
+        let results = finish_after_publishing(&mut pool, &published, setup, deadline).await?;
         let merged = merge(results);
         json.insert("deliveries".into(), merged.progress.received.into());
         json.insert("lost".into(), merged.lost.into());
