@@ -93,6 +93,46 @@ fn fanout_at_a_fixed_rate_sends_on_schedule_and_loses_nothing() {
 }
 
 #[test]
+fn receive_times_come_from_the_kernel_or_from_the_read_as_asked() {
+    let hub = Hub::start(&["--dev"]);
+    for (args, mode, pause) in [
+        (&["--read-pause", "1ms"][..], "kernel", 1000),
+        (&["--receive-time", "read"][..], "read", 0),
+    ] {
+        let mut all = vec!["fanout", "-n", "5", "-k", "20", "--rate", "100"];
+        all.extend_from_slice(args);
+        let (report, _) = bench(&hub, &all);
+        assert_eq!(report["deliveries"], 100, "{report}");
+        assert_eq!(report["receive_time"], mode, "{report}");
+        assert_eq!(report["read_pause_us"], pause, "{report}");
+        // Receive after send, and far less than the run: the clocks line up.
+        let p50 = report["latency_us"]["p50"].as_f64().expect("p50");
+        assert!(p50 > 0.0 && p50 < 1_000_000.0, "{report}");
+    }
+}
+
+#[test]
+fn a_read_pause_with_read_times_is_refused() {
+    let output = Command::new(BINARY)
+        .args([
+            "bench",
+            "fanout",
+            "--receive-time",
+            "read",
+            "--read-pause",
+            "1ms",
+        ])
+        .output()
+        .expect("run tidings bench");
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--read-pause needs --receive-time kernel"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn publish_acknowledges_every_event_from_concurrent_publishers() {
     let hub = Hub::start(&["--dev"]);
     let (report, _) = bench(&hub, &["publish", "-c", "3", "-k", "150"]);

@@ -229,6 +229,10 @@ pub struct ServeOptions {
     /// Share the listen port with other hub processes (SO_REUSEPORT; the kernel spreads new connections). Each process keeps its own subscribers and history: publish to every process, or use cluster mode
     #[arg(long, env = "TIDINGS_REUSE_PORT", num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
     pub reuse_port: Option<bool>,
+
+    /// Pin each stream writer thread to its own CPU, so the writes of one publish use every core at once [default: true]
+    #[arg(long, env = "TIDINGS_PIN_WRITERS", num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
+    pub pin_writers: Option<bool>,
 }
 
 /// Reads a TOML number or string as text, so `heartbeat = 15` and `heartbeat = "15s"` both work.
@@ -268,7 +272,7 @@ impl ServeOptions {
             queue_bytes, max_connections, max_connections_per_user, max_connections_per_ip,
             max_topics, max_event_bytes, max_body_bytes, history_max_events, history_max_bytes,
             history_max_age, data_dir, durability, flush_interval,
-            header_timeout, shutdown_timeout, reuse_port; lists publish_key, public_topic, cors_origin);
+            header_timeout, shutdown_timeout, reuse_port, pin_writers; lists publish_key, public_topic, cors_origin);
         Ok(self)
     }
 
@@ -302,6 +306,7 @@ impl ServeOptions {
         };
         let config = HubConfig {
             dev: self.dev.unwrap_or(false),
+            pin_writers: self.pin_writers.unwrap_or(d.pin_writers),
             jwt_secret: self.jwt_secret,
             jwt_public_key_pem,
             publish_keys: self.publish_key,

@@ -49,6 +49,9 @@ pub struct HubConfig {
     pub header_timeout: Duration,
     /// Longest graceful drain on shutdown.
     pub shutdown_timeout: Duration,
+    /// Pin each stream writer thread of `serve` to its own CPU (one writer per CPU the
+    /// process may use), so the writes of one publish run on every core at once.
+    pub pin_writers: bool,
 }
 
 impl Default for HubConfig {
@@ -74,6 +77,7 @@ impl Default for HubConfig {
             history_max_age: None,
             header_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(10),
+            pin_writers: true,
         }
     }
 }

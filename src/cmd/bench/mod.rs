@@ -41,6 +41,7 @@ use hdrhistogram::Histogram;
 
 use crate::units::parse_duration;
 use http1::{header_lines, Endpoint, Template};
+pub use protocol::ReceiveTime;
 pub use scan::ParseMode;
 
 /// What to measure.
@@ -196,6 +197,18 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value = "fast")]
     pub parse: ParseMode,
 
+    /// Receive time of a delivery: `kernel` (when it reached the subscriber's socket,
+    /// SO_TIMESTAMPNS) or `read` (when the generator read it, its own scheduling included)
+    #[arg(long, value_enum, default_value = "kernel")]
+    pub receive_time: ReceiveTime,
+
+    /// While events arrive, each worker pauses this long between read rounds, outside epoll,
+    /// so it reads many sockets per wakeup instead of being woken by every single write (the
+    /// pause is not latency: receive times are the kernel's). 0 reads each socket the moment
+    /// it is readable [default: 0.2ms; 0 with --receive-time read, which allows no other]
+    #[arg(long, value_parser = parse_duration)]
+    pub read_pause: Option<Duration>,
+
     /// Give up on the whole run after this long
     #[arg(long, value_parser = parse_duration, default_value = "10m")]
     pub timeout: Duration,
@@ -230,6 +243,8 @@ pub struct Setup {
     pub drain: Duration,
     pub timeout: Duration,
     pub parse: ParseMode,
+    pub receive_time: ReceiveTime,
+    pub read_pause: Duration,
     pub connect_concurrency: usize,
     pub plot: Option<PathBuf>,
     pub quiet: bool,
@@ -276,6 +291,17 @@ fn setup(args: BenchArgs) -> anyhow::Result<Setup> {
             "--topic {topic:?}: use letters, digits and -_./~ only (it goes into URLs unescaped)"
         );
     }
+    let read_pause = match (args.receive_time, args.read_pause) {
+        (ReceiveTime::Read, Some(pause)) if !pause.is_zero() => bail!(
+            "--read-pause needs --receive-time kernel: with read times a pause would count as latency"
+        ),
+        (_, Some(pause)) if pause > Duration::from_millis(10) => {
+            bail!("--read-pause is at most 10ms")
+        }
+        (_, Some(pause)) => pause,
+        (ReceiveTime::Kernel, None) => Duration::from_micros(200),
+        (ReceiveTime::Read, None) => Duration::ZERO,
+    };
     if args.rate.is_some_and(|rate| rate.is_nan() || rate <= 0.0) {
         bail!("--rate must be a positive number of events per second");
     }
@@ -338,6 +364,8 @@ fn setup(args: BenchArgs) -> anyhow::Result<Setup> {
         drain: args.drain,
         timeout: args.timeout,
         parse: args.parse,
+        receive_time: args.receive_time,
+        read_pause,
         connect_concurrency: args.connect_concurrency,
         plot: args.plot,
         quiet: args.quiet,

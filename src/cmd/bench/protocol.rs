@@ -27,6 +27,21 @@ pub struct WorkerSpec {
     pub connect_concurrency: usize,
     /// Width of a throughput-over-time bucket, in ms.
     pub bucket_ms: u64,
+    /// Where a delivery's receive time comes from.
+    pub receive_time: ReceiveTime,
+    /// While data flows, pause this long (µs) between read rounds (0: no pause).
+    pub read_pause_us: u64,
+}
+
+/// Where a delivery's receive time comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiveTime {
+    /// The kernel's receive timestamp of the newest segment a read returned (SO_TIMESTAMPNS):
+    /// when the bytes reached the subscriber's socket, whatever the generator was doing.
+    Kernel,
+    /// The clock when the generator's `read` returned: includes the generator's own scheduling.
+    Read,
 }
 
 /// From the parent to a worker.

@@ -16,14 +16,17 @@ use anyhow::{bail, Context as _};
 use hdrhistogram::Histogram;
 use std::task::Poll;
 
-use tokio::io::{AsyncRead as _, AsyncWriteExt as _};
+use std::os::fd::AsRawFd as _;
+
+use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags};
+use tokio::io::{AsyncWriteExt as _, Interest};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
 use super::chunked::ChunkedDecoder;
 use super::http1::{connect, parse_head, Framing};
 use super::procfs::sample_self;
-use super::protocol::{Command, Progress, Report, WorkerResult, WorkerSpec};
+use super::protocol::{Command, Progress, ReceiveTime, Report, WorkerResult, WorkerSpec};
 use super::scan::EventScanner;
 use super::{new_histogram, now_ns};
 
@@ -62,6 +65,10 @@ struct Shared {
     errors: RefCell<Vec<String>>,
     /// Set when the run is over: subscriptions that end now are not "closed early".
     finishing: Cell<bool>,
+    /// Something was read since the pacer last looked.
+    read_since_pause: Cell<bool>,
+    /// The pacer, parked until the next read.
+    pacer: RefCell<Option<std::task::Waker>>,
 }
 
 impl Shared {
@@ -122,8 +129,16 @@ async fn work(spec: WorkerSpec) -> anyhow::Result<()> {
         last_delivery_ns: Cell::new(0),
         errors: RefCell::new(Vec::new()),
         finishing: Cell::new(false),
+        read_since_pause: Cell::new(false),
+        pacer: RefCell::new(None),
         spec,
     });
+    if shared.spec.read_pause_us > 0 {
+        tokio::task::spawn_local(pace(
+            Rc::clone(&shared),
+            Duration::from_micros(shared.spec.read_pause_us),
+        ));
+    }
 
     let opener = Rc::clone(&shared);
     tokio::task::spawn_local(async move {
@@ -173,6 +188,27 @@ async fn work(spec: WorkerSpec) -> anyhow::Result<()> {
     let result = result(&shared, events, &failed);
     send(&Report::Result(Box::new(result)))?;
     Ok(())
+}
+
+/// Read rounds while data flows. Without this, every write the hub makes to an idle worker
+/// wakes it (a context switch, on the hub's CPU, inside its `write`) for a single read. Here,
+/// once something was read, the worker sleeps `pause` outside epoll (writes meanwhile wake
+/// nobody), then yields, which polls epoll without blocking and runs every reader that became
+/// ready; when a round reads nothing, the pacer parks and the worker blocks in epoll again.
+async fn pace(shared: Rc<Shared>, pause: Duration) {
+    loop {
+        std::future::poll_fn(|cx| {
+            if shared.read_since_pause.replace(false) {
+                Poll::Ready(())
+            } else {
+                *shared.pacer.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await;
+        std::thread::sleep(pause);
+        tokio::task::yield_now().await;
+    }
 }
 
 /// Waits until every open subscriber has every event, or nothing arrives for `drain`.
@@ -268,7 +304,7 @@ async fn subscribe(shared: &Shared, index: usize, permit: tokio::sync::OwnedSema
         chunked: ChunkedDecoder::default(),
         scanner: EventScanner::new(spec.parse),
     };
-    let outcome = match body.take(shared, index, &head_rest) {
+    let outcome = match body.take(shared, index, &head_rest, now_ns(spec.epoch_ns)) {
         Ok(()) => read_stream(shared, index, &mut stream, &mut body).await,
         Err(error) => Err(error),
     };
@@ -306,35 +342,99 @@ async fn open(
     }
 }
 
-/// Reads until the hub closes the stream. Reads go through `poll_read` on the shared
-/// buffer: tokio then treats a short read as "socket drained" and waits for the next
-/// readiness event, instead of a second `read` that would only return `EAGAIN` (one wasted
-/// syscall per wakeup, which at one event per wakeup doubles the generator's cost).
+/// Reads until the hub closes the stream, into the shared buffer.
+///
+/// One `recvmsg` per readiness event: a read shorter than the buffer means the socket is
+/// drained, so readiness is cleared at once instead of by a second read that would only
+/// return `EAGAIN` (one wasted syscall per wakeup, which at one event per wakeup doubles the
+/// generator's cost). With [`ReceiveTime::Kernel`] the same call returns the kernel's receive
+/// timestamp of the newest segment read; a read without one (the timestamp was switched on
+/// after those bytes arrived) falls back to the clock.
 async fn read_stream(
     shared: &Shared,
     index: usize,
     stream: &mut TcpStream,
     body: &mut Body,
 ) -> anyhow::Result<()> {
+    let kernel_time = shared.spec.receive_time == ReceiveTime::Kernel;
+    if kernel_time {
+        setsockopt(&*stream, sockopt::ReceiveTimestampns, &true)
+            .context("SO_TIMESTAMPNS (use --receive-time read where it is missing)")?;
+    }
+    let mut control = if kernel_time {
+        nix::cmsg_space!(nix::sys::time::TimeSpec)
+    } else {
+        Vec::new()
+    };
     loop {
-        let done = std::future::poll_fn(|cx| {
-            READ_BUF.with_borrow_mut(|buf| {
-                let mut read = tokio::io::ReadBuf::new(buf);
-                match std::pin::Pin::new(&mut *stream).poll_read(cx, &mut read) {
-                    Poll::Pending => Poll::Pending,
-                    Poll::Ready(Err(error)) => Poll::Ready(Err(error.into())),
-                    Poll::Ready(Ok(())) if read.filled().is_empty() => Poll::Ready(Ok(true)),
-                    Poll::Ready(Ok(())) => {
-                        Poll::Ready(body.take(shared, index, read.filled()).map(|()| false))
+        let done = std::future::poll_fn(|cx| loop {
+            if let Err(error) = std::task::ready!(stream.poll_read_ready(cx)) {
+                return Poll::Ready(Err(anyhow::Error::from(error)));
+            }
+            let outcome = READ_BUF.with_borrow_mut(|buf| {
+                let mut short = None;
+                let read = stream.try_io(Interest::READABLE, || {
+                    let (n, stamp) = recv_stamped(stream, buf, &mut control)?;
+                    if n > 0 && n < buf.len() {
+                        // Drained: hand the bytes over through `short` and report
+                        // WouldBlock, which makes tokio clear the readiness.
+                        short = Some((n, stamp));
+                        return Err(std::io::ErrorKind::WouldBlock.into());
+                    }
+                    Ok((n, stamp))
+                });
+                let (n, stamp) = match (read, short) {
+                    (_, Some(got)) | (Ok(got), None) => got,
+                    (Err(error), None) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                        return None
+                    }
+                    (Err(error), None) => return Some(Err(anyhow::Error::from(error))),
+                };
+                if n == 0 {
+                    return Some(Ok(true));
+                }
+                if !shared.read_since_pause.replace(true) {
+                    if let Some(pacer) = shared.pacer.borrow_mut().take() {
+                        pacer.wake();
                     }
                 }
-            })
+                let now = stamp
+                    .map(|unix| unix.saturating_sub(shared.spec.epoch_ns))
+                    .unwrap_or_else(|| now_ns(shared.spec.epoch_ns));
+                Some(body.take(shared, index, &buf[..n], now).map(|()| false))
+            });
+            if let Some(outcome) = outcome {
+                return Poll::Ready(outcome);
+            }
         })
         .await?;
         if done {
             return Ok(());
         }
     }
+}
+
+/// One non-blocking `recvmsg` into `buf`: the byte count and, when the socket has
+/// SO_TIMESTAMPNS on, the receive timestamp (Unix ns) of the newest segment read.
+fn recv_stamped(
+    stream: &TcpStream,
+    buf: &mut [u8],
+    control: &mut Vec<u8>,
+) -> std::io::Result<(usize, Option<u64>)> {
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let cmsg = (!control.is_empty()).then_some(control.as_mut_slice());
+    let msg = recvmsg::<()>(stream.as_raw_fd(), &mut iov, cmsg, MsgFlags::MSG_DONTWAIT)
+        .map_err(std::io::Error::from)?;
+    let mut stamp = None;
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for cmsg in cmsgs {
+            if let ControlMessageOwned::ScmTimestampns(ts) = cmsg {
+                let ns = i128::from(ts.tv_sec()) * 1_000_000_000 + i128::from(ts.tv_nsec());
+                stamp = u64::try_from(ns).ok().filter(|&ns| ns > 0);
+            }
+        }
+    }
+    Ok((msg.bytes, stamp))
 }
 
 /// Decoding state of one response body.
@@ -346,11 +446,16 @@ struct Body {
 
 impl Body {
     /// Decodes bytes just read and records every marked event in them.
-    fn take(&mut self, shared: &Shared, index: usize, bytes: &[u8]) -> anyhow::Result<()> {
+    fn take(
+        &mut self,
+        shared: &Shared,
+        index: usize,
+        bytes: &[u8],
+        now: u64,
+    ) -> anyhow::Result<()> {
         if bytes.is_empty() {
             return Ok(());
         }
-        let now = now_ns(shared.spec.epoch_ns);
         let mut trackers = shared.trackers.borrow_mut();
         let tracker = &mut trackers[index];
         let mut latency = shared.latency.borrow_mut();

@@ -109,6 +109,11 @@ pub async fn run(setup: &Setup, bar: &mut Bar, deadline: Instant) -> anyhow::Res
         json!((published.sent as f64 / publish_seconds).round()),
     );
     json.insert("latency_us".into(), percentiles_us(&merged.latency));
+    json.insert("receive_time".into(), json!(setup.receive_time));
+    json.insert(
+        "read_pause_us".into(),
+        json!(setup.read_pause.as_micros() as u64),
+    );
     json.insert("publish_ack_us".into(), percentiles_us(&published.ack));
     json.insert("generator_cpu_s".into(), json!(generator_cpu));
 

@@ -71,6 +71,8 @@ pub(super) async fn open_subscriptions(
                 epoch_ns: setup.epoch_ns,
                 connect_concurrency: setup.connect_concurrency,
                 bucket_ms: BUCKET_MS,
+                receive_time: setup.receive_time,
+                read_pause_us: u64::try_from(setup.read_pause.as_micros()).unwrap_or(u64::MAX),
             }
         })
         .collect();
