@@ -134,6 +134,7 @@ async fn invalid_configuration_fails_at_start_naming_the_option() {
         (vec![], vec![("TIDINGS_QUEUE_BYTES", "abc")], "queue-bytes"),
         (vec![], vec![("TIDINGS_HEARTBEAT", "soon")], "heartbeat"),
         (vec!["--config", bad_file], vec![], "queue-bytes"),
+        (vec!["--pin-writers", "maybe"], vec![], "pin-writers"),
     ];
     let mut unnamed = Vec::new();
     for (args, env, option) in cases {
@@ -242,4 +243,64 @@ fn serve_help_documents_every_option_of_the_configuration_reference() {
         undocumented.is_empty(),
         "in `serve --help` but not in docs/CONFIG.md: {undocumented:?}"
     );
+}
+
+/// `Cpus_allowed_list` of each thread of `pid` named `name`.
+fn thread_cpus(pid: u32, name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc") {
+        let task = task.expect("task").path();
+        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let status = std::fs::read_to_string(task.join("status")).unwrap_or_default();
+        if let Some(line) = status.lines().find(|l| l.starts_with("Cpus_allowed_list:")) {
+            out.push(line["Cpus_allowed_list:".len()..].trim().to_string());
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn writer_threads_are_pinned_one_per_cpu_unless_told_not_to() {
+    for (args, pinned) in [(&[][..], true), (&["--pin-writers", "false"][..], false)] {
+        let mut full = vec!["--public-topic", "**"];
+        full.extend_from_slice(args);
+        let hub = Hub::start(&full);
+        // Streams work either way.
+        let mut stream = hub.open(Req::get("/events?topic=t")).await.expect("200");
+        stream.expect_preamble().await;
+        let process = std::fs::read_to_string(format!("/proc/{}/status", hub.pid()))
+            .expect("status")
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("Cpus_allowed_list:")
+                    .map(|v| v.trim().to_string())
+            })
+            .expect("Cpus_allowed_list");
+        let writers = thread_cpus(hub.pid(), "tidings-writer");
+        assert!(!writers.is_empty(), "no tidings-writer thread");
+        if pinned {
+            let mut distinct = writers.clone();
+            distinct.sort();
+            distinct.dedup();
+            assert_eq!(
+                distinct.len(),
+                writers.len(),
+                "two writers on one CPU: {writers:?}"
+            );
+            for cpus in &writers {
+                assert!(
+                    cpus.parse::<usize>().is_ok(),
+                    "a pinned writer runs on exactly one CPU, not {cpus:?}"
+                );
+            }
+        } else {
+            assert!(
+                writers.iter().all(|cpus| *cpus == process),
+                "{writers:?} vs {process}"
+            );
+        }
+    }
 }
