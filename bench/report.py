@@ -165,6 +165,12 @@ def cell(run, read, value, unit):
     return f"{text} ({fmt(min(others), unit)}–{fmt(max(others), unit)}, {len(others)} runs)"
 
 
+def percentile_ms(percentiles, key):
+    """One percentile (in µs in the report) as a table cell in ms."""
+    v = percentiles.get(key)
+    return "–" if v is None else fmt(v / 1000.0, "ms")
+
+
 def every_run_row(run, name, figure, standing):
     """One row of the 'Every run' table; a repeated run is numbered, the standing one marked."""
     r = run["report"]
@@ -180,8 +186,7 @@ def every_run_row(run, name, figure, standing):
         ack = r.get("ack_us") or {}
 
         def ack_ms(key):
-            v = ack.get(key)
-            return "–" if v is None else fmt(v / 1000.0, "ms")
+            return percentile_ms(ack, key)
 
         return (f"| {name} | {label} | {r.get('acked', 0):,} acknowledged "
                 f"({r.get('publish_failed', 0)} failed), {fmt(r.get('publishes_per_s'), 'per_s')}/s "
@@ -196,8 +201,7 @@ def every_run_row(run, name, figure, standing):
     lat = r.get("latency_us") or {}
 
     def ms(key):
-        v = lat.get(key)
-        return "–" if v is None else fmt(v / 1000.0, "ms")
+        return percentile_ms(lat, key)
 
     return (f"| {name} | {label} | {r.get('connected', '–')} | "
             f"{r.get('deliveries', 0):,} ({r.get('expected_deliveries', 0):,}) | "
