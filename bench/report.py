@@ -165,10 +165,14 @@ def cell(run, read, value, unit):
     return f"{text} ({fmt(min(others), unit)}–{fmt(max(others), unit)}, {len(others)} runs)"
 
 
-def percentile_ms(percentiles, key):
-    """One percentile (in µs in the report) as a table cell in ms."""
-    v = percentiles.get(key)
-    return "–" if v is None else fmt(v / 1000.0, "ms")
+def percentile_cells(percentiles, prefix=""):
+    """The p50, p99, p99.9 and max cells of a report's percentiles (µs), in ms."""
+    percentiles = percentiles or {}
+    cells = []
+    for key in ("p50", "p99", "p99.9", "max"):
+        v = percentiles.get(key)
+        cells.append(prefix + ("–" if v is None else fmt(v / 1000.0, "ms")))
+    return " | ".join(cells)
 
 
 def every_run_row(run, name, figure, standing):
@@ -183,30 +187,20 @@ def every_run_row(run, name, figure, standing):
     cpu = r.get("hub_cpu_s")
     cpu = "–" if cpu is None else f"{cpu:.2f} s"
     if figure == "publish":
-        ack = r.get("ack_us") or {}
-
-        def ack_ms(key):
-            return percentile_ms(ack, key)
-
+        ack = percentile_cells(r.get("ack_us"), "ack ")
         return (f"| {name} | {label} | {r.get('acked', 0):,} acknowledged "
                 f"({r.get('publish_failed', 0)} failed), {fmt(r.get('publishes_per_s'), 'per_s')}/s "
-                f"| – | – | ack {ack_ms('p50')} | ack {ack_ms('p99')} | ack {ack_ms('p99.9')} | "
-                f"ack {ack_ms('max')} | {cpu} | – | {load} |")
+                f"| – | – | {ack} | {cpu} | – | {load} |")
     if figure == "idle":
         per = fmt(r.get("hub_bytes_per_connection"), "bytes")
         pss = fmt(r.get("hub_pss_bytes_per_connection"), "bytes")
         gen = fmt(r.get("generator_bytes_per_connection"), "bytes")
         return (f"| {name} | {label} | {r.get('held', '–')} | hub {per}/conn (PSS {pss}); "
                 f"generator {gen}/conn | – | – | – | – | – | – | – | – | {load} |")
-    lat = r.get("latency_us") or {}
-
-    def ms(key):
-        return percentile_ms(lat, key)
-
+    latency = percentile_cells(r.get("latency_us"))
     return (f"| {name} | {label} | {r.get('connected', '–')} | "
             f"{r.get('deliveries', 0):,} ({r.get('expected_deliveries', 0):,}) | "
-            f"{r.get('lost', '–')} | {r.get('duplicated', '–')} | {ms('p50')} | {ms('p99')} | "
-            f"{ms('p99.9')} | {ms('max')} | {cpu} | "
+            f"{r.get('lost', '–')} | {r.get('duplicated', '–')} | {latency} | {cpu} | "
             f"{r.get('generator_cpu_s', 0):.2f} s | {load} |")
 
 
