@@ -107,7 +107,11 @@ impl Conn {
     }
 
     /// Queues an event frame. Budget: one short lock, no allocation unless the ring grows.
-    pub fn enqueue(&self, id: EventId, frame: &Bytes) -> Enqueued {
+    ///
+    /// The writer's waker goes into `wakes` instead of being woken here: the fan-out queues a
+    /// whole wave first and wakes it afterwards in one go (see `Inner::wake_writers`), so the
+    /// writers it wakes never take the CPU from the fan-out halfway through a wave.
+    pub fn enqueue(&self, id: EventId, frame: &Bytes, wakes: &mut Vec<Waker>) -> Enqueued {
         let mut st = self.state.lock();
         if st.closed.is_some() || id <= st.last_id {
             return Enqueued::Skipped;
@@ -123,11 +127,8 @@ impl Conn {
         st.bytes += frame.len();
         st.active = true;
         st.frames.push_back(frame.clone());
-        // Wake outside the lock: the writer can take the frames the moment it runs.
-        let waker = st.waker.take();
-        drop(st);
-        if let Some(w) = waker {
-            w.wake();
+        if let Some(w) = st.waker.take() {
+            wakes.push(w);
         }
         Enqueued::Queued
     }

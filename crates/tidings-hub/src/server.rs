@@ -35,6 +35,8 @@ pub async fn serve(
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
     let writer_runtime = writer_runtime(hub.config().pin_writers);
+    hub.inner
+        .set_writers(writer_runtime.as_ref().map(|rt| rt.handle().clone()));
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -85,6 +87,7 @@ pub async fn serve(
     {
         tracing::warn!("shutdown timeout reached with connections still open");
     }
+    hub.inner.set_writers(None);
     if let Some(rt) = writer_runtime {
         rt.shutdown_background();
     }
