@@ -85,9 +85,11 @@ fn fanout_at_a_fixed_rate_sends_on_schedule_and_loses_nothing() {
     let (report, _) = bench(&hub, &["fanout", "-n", "10", "-k", "10", "--rate", "50"]);
     assert_eq!(report["deliveries"], 100, "{report}");
     assert_eq!(report["lost"], 0, "{report}");
-    // Ten events at 50/s cannot all be sent in less than 9 intervals of 20 ms.
+    // Ten events at 50/s are 9 intervals of 20 ms apart on the schedule; the run is timed from
+    // the first publish actually sent, which can leave a little after its slot, so allow one
+    // interval of slack (unpaced, ten publishes take a millisecond or two).
     assert!(
-        report["duration_s"].as_f64().is_some_and(|s| s >= 0.18),
+        report["duration_s"].as_f64().is_some_and(|s| s >= 0.16),
         "{report}"
     );
 }

@@ -505,3 +505,6 @@ async fn housekeeping(hub: Weak<Inner>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -418,6 +418,31 @@ mod tests {
             .collect()
     }
 
+    #[tokio::test]
+    async fn one_frame_or_many_reach_the_socket_in_order() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (client, accepted) = tokio::join!(
+            TcpStream::connect(listener.local_addr().unwrap()),
+            listener.accept()
+        );
+        let (mut client, server) = (client.unwrap(), accepted.unwrap().0);
+        // One frame goes out with `send`, several with one `writev`.
+        write_all_vectored(&server, &mut frames(&["data: 1\n\n"]))
+            .await
+            .unwrap();
+        write_all_vectored(
+            &server,
+            &mut frames(&["data: 2\n\n", "data: 3\n\n", ": c\n\n"]),
+        )
+        .await
+        .unwrap();
+        drop(server);
+        let mut got = String::new();
+        client.read_to_string(&mut got).await.unwrap();
+        assert_eq!(got, "data: 1\n\ndata: 2\n\ndata: 3\n\n: c\n\n");
+    }
+
     #[test]
     fn a_partial_write_resumes_mid_frame() {
         let mut q = frames(&["abc", "defg", "h"]);

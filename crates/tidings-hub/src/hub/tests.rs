@@ -1,0 +1,139 @@
+//! How a fan-out reaches the streams it queued to (`Inner::fan_out`, `Inner::wake_writers`).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use super::{Hub, SubscribeSpec};
+use crate::config::HubConfig;
+use crate::conn::{Conn, Drained};
+use crate::publish::Publish;
+use crate::topic::Pattern;
+
+/// A stream's writer as the fan-out sees it: counts its wake-ups, and notes whether the
+/// whole wave was already queued when the first one came.
+#[derive(Default)]
+struct Writer {
+    wakes: AtomicUsize,
+    wave_queued_first: AtomicBool,
+    wave: OnceLock<Vec<Arc<Conn>>>,
+    woken_on: OnceLock<Option<String>>,
+}
+
+impl Wake for Writer {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.wakes.fetch_add(1, Ordering::SeqCst) == 0 {
+            let all = self
+                .wave
+                .get()
+                .is_some_and(|wave| wave.iter().all(|c| c.queued_bytes() > 0));
+            self.wave_queued_first.store(all, Ordering::SeqCst);
+            let _ = self
+                .woken_on
+                .set(std::thread::current().name().map(str::to_owned));
+        }
+    }
+}
+
+/// `n` parked subscribers of topic `t`, each with its own counting writer.
+fn parked_streams(hub: &Hub, n: usize) -> (Vec<Arc<Conn>>, Vec<Arc<Writer>>) {
+    let mut conns = Vec::new();
+    let mut writers = Vec::new();
+    for _ in 0..n {
+        let spec = SubscribeSpec {
+            patterns: vec![Pattern::parse("t").expect("a valid topic")],
+            user: None,
+            ip: None,
+            exp: None,
+            last_event_id: None,
+        };
+        let conn = hub.inner.subscribe(spec).expect("under the limits").conn;
+        let writer = Arc::new(Writer::default());
+        let waker = Waker::from(Arc::clone(&writer));
+        let mut out = std::collections::VecDeque::new();
+        assert!(conn
+            .poll_drain(&mut Context::from_waker(&waker), &mut out)
+            .is_pending());
+        conns.push(conn);
+        writers.push(writer);
+    }
+    for writer in &writers {
+        let _ = writer.wave.set(conns.clone());
+    }
+    (conns, writers)
+}
+
+fn hub(n: usize) -> Hub {
+    Hub::new(HubConfig {
+        dev: true,
+        max_connections: n + 1,
+        max_connections_per_ip: n + 1,
+        ..Default::default()
+    })
+    .expect("a valid configuration")
+}
+
+async fn publish_one(hub: &Hub) -> usize {
+    let event = Publish::to_topic("t").json(&1).expect("serialisable");
+    hub.publish(event).await.expect("published").delivered
+}
+
+#[tokio::test]
+async fn a_wave_is_woken_on_the_writer_runtime_after_all_of_it_is_queued() {
+    let writers_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("test-writer")
+        .build()
+        .expect("a runtime");
+    let hub = hub(50);
+    hub.inner.set_writers(Some(writers_rt.handle().clone()));
+    let (conns, writers) = parked_streams(&hub, 50);
+    assert_eq!(publish_one(&hub).await, 50);
+    for _ in 0..500 {
+        if writers.iter().all(|w| w.wakes.load(Ordering::SeqCst) > 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for (writer, conn) in writers.iter().zip(&conns) {
+        assert_eq!(
+            writer.wakes.load(Ordering::SeqCst),
+            1,
+            "each stream is woken once"
+        );
+        assert!(
+            writer.wave_queued_first.load(Ordering::SeqCst),
+            "no stream is woken before the whole wave is queued"
+        );
+        assert_eq!(
+            writer.woken_on.get().cloned().flatten().as_deref(),
+            Some("test-writer"),
+            "the wake-ups come from the writer runtime"
+        );
+        let mut out = std::collections::VecDeque::new();
+        let waker = Waker::noop();
+        assert!(matches!(
+            conn.poll_drain(&mut Context::from_waker(waker), &mut out),
+            Poll::Ready(Drained::Frames(_))
+        ));
+        assert_eq!(out.len(), 1);
+    }
+    hub.inner.set_writers(None);
+    writers_rt.shutdown_background();
+}
+
+#[tokio::test]
+async fn without_a_writer_runtime_a_wave_is_woken_before_the_publish_resolves() {
+    let hub = hub(20);
+    let (_conns, writers) = parked_streams(&hub, 20);
+    assert_eq!(publish_one(&hub).await, 20);
+    for writer in &writers {
+        assert_eq!(writer.wakes.load(Ordering::SeqCst), 1);
+        assert!(writer.wave_queued_first.load(Ordering::SeqCst));
+    }
+}
