@@ -320,7 +320,8 @@ impl Inner {
     /// A few wakes are cheaper done here than a spawned task.
     fn wake_writers(&self, wakes: Vec<Waker>) {
         const INLINE: usize = 4;
-        match &*self.writers.read() {
+        let writers = self.writers.read();
+        match &*writers {
             Some(writers) if wakes.len() > INLINE => {
                 writers.spawn(async move {
                     for waker in wakes {
@@ -329,6 +330,7 @@ impl Inner {
                 });
             }
             _ => {
+                drop(writers);
                 for waker in wakes {
                     waker.wake();
                 }

@@ -34,9 +34,7 @@ pub async fn serve(
         .header_read_timeout(hub.config().header_timeout)
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
-    let writer_runtime = writer_runtime(hub.config().pin_writers);
-    hub.inner
-        .set_writers(writer_runtime.as_ref().map(|rt| rt.handle().clone()));
+    let writer_runtime = Writers::start(&hub);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -56,7 +54,7 @@ pub async fn serve(
         let hub = hub.clone();
         let http = http.clone();
         let watcher = graceful.watcher();
-        let writers = writer_runtime.as_ref().map(|rt| rt.handle().clone());
+        let writers = writer_runtime.handle();
         tokio::spawn(async move {
             let rewind = match first_request(&hub, stream, peer, writers.as_ref()).await {
                 FirstRequest::Done => return,
@@ -87,11 +85,41 @@ pub async fn serve(
     {
         tracing::warn!("shutdown timeout reached with connections still open");
     }
-    hub.inner.set_writers(None);
-    if let Some(rt) = writer_runtime {
-        rt.shutdown_background();
-    }
+    drop(writer_runtime);
     Ok(())
+}
+
+/// The writer runtime while `serve` runs. However `serve` ends (returns, or its future is
+/// dropped), the hub stops handing wake-ups to it and it shuts down without blocking; a stale
+/// handle would have the fan-out spawn its wake-ups onto a dead runtime, where they are lost.
+struct Writers {
+    hub: Hub,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Writers {
+    fn start(hub: &Hub) -> Self {
+        let runtime = writer_runtime(hub.config().pin_writers);
+        hub.inner
+            .set_writers(runtime.as_ref().map(|rt| rt.handle().clone()));
+        Self {
+            hub: hub.clone(),
+            runtime,
+        }
+    }
+
+    fn handle(&self) -> Option<tokio::runtime::Handle> {
+        self.runtime.as_ref().map(|rt| rt.handle().clone())
+    }
+}
+
+impl Drop for Writers {
+    fn drop(&mut self) {
+        self.hub.inner.set_writers(None);
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 /// The runtime the event streams run on: one thread per core, apart from the threads that

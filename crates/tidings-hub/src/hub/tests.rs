@@ -137,3 +137,23 @@ async fn without_a_writer_runtime_a_wave_is_woken_before_the_publish_resolves() 
         assert!(writer.wave_queued_first.load(Ordering::SeqCst));
     }
 }
+
+#[tokio::test]
+async fn a_cancelled_serve_leaves_no_stale_writer_runtime_behind() {
+    let hub = hub(20);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    // The first poll starts the writer runtime; dropping the future then ends `serve` early.
+    let served = crate::serve(listener, hub.clone(), std::future::pending());
+    assert!(tokio::time::timeout(Duration::from_millis(50), served)
+        .await
+        .is_err());
+    assert!(hub.inner.writers.read().is_none());
+    // A wave now has no writer runtime to go to, and is woken inline instead of being lost.
+    let (_conns, writers) = parked_streams(&hub, 20);
+    assert_eq!(publish_one(&hub).await, 20);
+    for writer in &writers {
+        assert_eq!(writer.wakes.load(Ordering::SeqCst), 1);
+    }
+}
