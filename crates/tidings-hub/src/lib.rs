@@ -28,7 +28,8 @@
 //! - `http`, `body`, `error`: routes, request bodies, the JSON error shape.
 //! - [`server`]: the accept loop with header timeouts and graceful shutdown.
 //! - `native`: `GET /events` served straight on the socket (the stream path of [`serve`]):
-//!   no HTTP buffers at rest, one vectored write per wake-up, on a writer runtime of its own.
+//!   no HTTP buffers at rest, one write per wake-up (`send`, or `writev` for several frames),
+//!   on a writer runtime of its own.
 //!
 //! Embedded through [`router`], streams go through hyper (`conn::SseBody`), which is heavier
 //! per connection but needs nothing from the host application beyond axum.

@@ -4,9 +4,9 @@
 //! `GET /events` is answered here: the response head and the stream's prelude go out in one
 //! write, and from then on the connection is a small task, an [`Arc<Conn>`] and a socket. No
 //! HTTP buffers stay allocated while the stream idles, and every wake-up writes all pending
-//! frames with one vectored write. The body is delimited by the connection's end
-//! (`Connection: close`), so frames go to the socket exactly as encoded, with no chunk
-//! framing. Every other request (and every later request on a keep-alive connection) is
+//! frames with one write (`send` for one frame, `writev` for several). The body is delimited
+//! by the connection's end (`Connection: close`), so frames go to the socket exactly as
+//! encoded, with no chunk framing. Every other request (and every later request on a keep-alive connection) is
 //! handed to hyper with the bytes already read.
 
 use std::collections::VecDeque;
