@@ -6,8 +6,8 @@
 //! HTTP buffers stay allocated while the stream idles, and every wake-up writes all pending
 //! frames with one write (`send` for one frame, `writev` for several). The body is delimited
 //! by the connection's end (`Connection: close`), so frames go to the socket exactly as
-//! encoded, with no chunk framing. Every other request (and every later request on a keep-alive connection) is
-//! handed to hyper with the bytes already read.
+//! encoded, with no chunk framing. Every other request (and every later request on a
+//! keep-alive connection) is handed to hyper with the bytes already read.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
