@@ -135,6 +135,30 @@ fn a_read_pause_with_read_times_is_refused() {
 }
 
 #[test]
+fn a_plot_that_is_not_an_svg_file_is_refused_before_the_run() {
+    for name in ["latency.png", "latency"] {
+        let output = Command::new(BINARY)
+            .args([
+                "bench",
+                "fanout",
+                "--url",
+                "http://127.0.0.1:9",
+                "--plot",
+                name,
+            ])
+            .output()
+            .expect("run tidings bench");
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("give the file a .svg name"), "{stderr}");
+        assert!(
+            !stderr.contains("connecting"),
+            "refused before connecting: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn publish_acknowledges_every_event_from_concurrent_publishers() {
     let hub = Hub::start(&["--dev"]);
     let (report, _) = bench(&hub, &["publish", "-c", "3", "-k", "150"]);

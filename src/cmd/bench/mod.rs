@@ -214,7 +214,7 @@ pub struct BenchArgs {
     pub timeout: Duration,
 
     /// Draw the latency distribution and deliveries over time to this SVG file
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = svg_path)]
     pub plot: Option<PathBuf>,
 
     /// No progress bar
@@ -305,6 +305,7 @@ fn setup(args: BenchArgs) -> anyhow::Result<Setup> {
     if args.rate.is_some_and(|rate| rate.is_nan() || rate <= 0.0) {
         bail!("--rate must be a positive number of events per second");
     }
+
     let mut headers = args.header.clone();
     if let Some(auth) = &args.auth {
         headers.push(format!("Authorization: {auth}"));
@@ -370,6 +371,20 @@ fn setup(args: BenchArgs) -> anyhow::Result<Setup> {
         plot: args.plot,
         quiet: args.quiet,
     })
+}
+
+/// `--plot`: refused at once unless it names an `.svg` file, since the plot is drawn only after
+/// the whole run (and an SVG in a `.png` file helps nobody).
+fn svg_path(arg: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(arg);
+    if path
+        .extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("svg"))
+    {
+        Ok(path)
+    } else {
+        Err("the plot is an SVG; give the file a .svg name".into())
+    }
 }
 
 /// Unix time in ns.
