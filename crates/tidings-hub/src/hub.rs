@@ -343,6 +343,12 @@ impl Inner {
         *self.writers.write() = writers;
     }
 
+    /// The writer runtime, if `serve` runs one: where a new native stream is started, and
+    /// where `wake_writers` wakes a wave.
+    pub fn writers(&self) -> Option<tokio::runtime::Handle> {
+        self.writers.read().clone()
+    }
+
     /// Admits and registers a subscriber, deciding its replay under the sequencer.
     pub fn subscribe(self: &Arc<Self>, spec: SubscribeSpec) -> Result<Subscribed, Limit> {
         let limits = Limits {

@@ -44,7 +44,6 @@ pub(crate) async fn first_request(
     hub: &Hub,
     mut stream: TcpStream,
     peer: SocketAddr,
-    writers: Option<&tokio::runtime::Handle>,
 ) -> FirstRequest {
     let mut buf = BytesMut::with_capacity(1024);
     let deadline = tokio::time::Instant::now() + hub.config().header_timeout;
@@ -52,7 +51,7 @@ pub(crate) async fn first_request(
         match parse_head(&buf) {
             Head::Events { uri, headers } => {
                 drop(buf);
-                serve_stream(hub, stream, peer, &uri, &headers, writers).await;
+                serve_stream(hub, stream, peer, &uri, &headers).await;
                 return FirstRequest::Done;
             }
             Head::Other => {
@@ -159,7 +158,6 @@ async fn serve_stream(
     peer: SocketAddr,
     uri: &Uri,
     headers: &HeaderMap,
-    writers: Option<&tokio::runtime::Handle>,
 ) {
     let origin = allowed_origin(hub, headers);
     let subscribed = match open_subscription(hub, headers, uri, Some(peer.ip())) {
@@ -184,7 +182,7 @@ async fn serve_stream(
     first.extend_from_slice(&subscribed.prelude);
     let first = first.freeze();
     let replay = subscribed.replay;
-    let Some(writers) = writers else {
+    let Some(writers) = hub.inner.writers() else {
         return run_stream(guard, stream, first, replay).await;
     };
     // Streams live on the writer runtime, so a burst of writes never queues ahead of the

@@ -54,9 +54,8 @@ pub async fn serve(
         let hub = hub.clone();
         let http = http.clone();
         let watcher = graceful.watcher();
-        let writers = writer_runtime.handle();
         tokio::spawn(async move {
-            let rewind = match first_request(&hub, stream, peer, writers.as_ref()).await {
+            let rewind = match first_request(&hub, stream, peer).await {
                 FirstRequest::Done => return,
                 FirstRequest::Http(rewind) => rewind,
             };
@@ -106,10 +105,6 @@ impl Writers {
             hub: hub.clone(),
             runtime,
         }
-    }
-
-    fn handle(&self) -> Option<tokio::runtime::Handle> {
-        self.runtime.as_ref().map(|rt| rt.handle().clone())
     }
 }
 
