@@ -4,6 +4,7 @@
 //! `run` function. Nothing here holds logic that a library could hold instead.
 
 mod cmd;
+mod limits;
 mod units;
 
 use clap::{Parser, Subcommand};

@@ -157,7 +157,7 @@ pub struct ServeOptions {
     )]
     pub max_topics: Option<usize>,
 
-    /// Largest encoded event [default: 512KiB]
+    /// Largest event: its encoded frame plus its target names [default: 512KiB]
     #[arg(
         long,
         env = "TIDINGS_MAX_EVENT_BYTES",
@@ -166,6 +166,15 @@ pub struct ServeOptions {
     )]
     #[serde(default, deserialize_with = "text")]
     pub max_event_bytes: Option<String>,
+
+    /// Topics + users one event may name; more is refused with 400 [default: 64]
+    #[arg(
+        long,
+        env = "TIDINGS_MAX_TARGETS",
+        value_name = "N",
+        allow_hyphen_values = true
+    )]
+    pub max_targets: Option<usize>,
 
     /// Largest request body [default: 1MiB]
     #[arg(
@@ -206,7 +215,7 @@ pub struct ServeOptions {
     #[serde(default, deserialize_with = "text")]
     pub history_max_age: Option<String>,
 
-    /// Time a client has to send its request head (slow-loris guard) [default: 10s]
+    /// Time a client has to send its request head (slow-loris guard), and how long an idle keep-alive connection waits for its next request [default: 10s]
     #[arg(
         long,
         env = "TIDINGS_HEADER_TIMEOUT",
@@ -215,6 +224,35 @@ pub struct ServeOptions {
     )]
     #[serde(default, deserialize_with = "text")]
     pub header_timeout: Option<String>,
+
+    /// Time a client has to send a request body once its head arrived; slower gets 408 [default: 10s]
+    #[arg(
+        long,
+        env = "TIDINGS_BODY_TIMEOUT",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
+    #[serde(default, deserialize_with = "text")]
+    pub body_timeout: Option<String>,
+
+    /// Open connections that are not event streams (waiting for a request, idle keep-alive, or in a request); past it the oldest idle one is closed. Capped at a quarter of the open-files limit [default: 4096]
+    #[arg(
+        long,
+        env = "TIDINGS_MAX_HTTP_CONNECTIONS",
+        value_name = "N",
+        allow_hyphen_values = true
+    )]
+    pub max_http_connections: Option<usize>,
+
+    /// Audience a token's `aud` must name (repeatable); without it, tokens carrying `aud` are refused
+    #[arg(long, env = "TIDINGS_JWT_AUDIENCE", value_name = "AUD")]
+    #[serde(default)]
+    pub jwt_audience: Vec<String>,
+
+    /// Issuer a token's `iss` must be (repeatable); without it, tokens carrying `iss` are refused
+    #[arg(long, env = "TIDINGS_JWT_ISSUER", value_name = "ISS")]
+    #[serde(default)]
+    pub jwt_issuer: Vec<String>,
 
     /// Longest graceful drain on SIGTERM/SIGINT [default: 10s]
     #[arg(
@@ -272,7 +310,9 @@ impl ServeOptions {
             queue_bytes, max_connections, max_connections_per_user, max_connections_per_ip,
             max_topics, max_event_bytes, max_body_bytes, history_max_events, history_max_bytes,
             history_max_age, data_dir, durability, flush_interval,
-            header_timeout, shutdown_timeout, reuse_port, pin_writers; lists publish_key, public_topic, cors_origin);
+            header_timeout, shutdown_timeout, reuse_port, pin_writers, max_targets, body_timeout,
+            max_http_connections; lists publish_key, public_topic, cors_origin, jwt_audience,
+            jwt_issuer);
         Ok(self)
     }
 
@@ -325,6 +365,11 @@ impl ServeOptions {
             max_topics: self.max_topics.unwrap_or(d.max_topics),
             max_event_bytes: size("max-event-bytes", self.max_event_bytes, d.max_event_bytes)?,
             max_body_bytes: size("max-body-bytes", self.max_body_bytes, d.max_body_bytes)?,
+            max_targets: self.max_targets.unwrap_or(d.max_targets),
+            body_timeout: duration("body-timeout", self.body_timeout, d.body_timeout)?,
+            max_http_connections: self.max_http_connections.unwrap_or(d.max_http_connections),
+            jwt_audience: self.jwt_audience,
+            jwt_issuer: self.jwt_issuer,
             history_max_events: self.history_max_events.unwrap_or(d.history_max_events),
             history_max_bytes: size(
                 "history-max-bytes",
@@ -432,13 +477,28 @@ pub fn run(options: ServeOptions) -> anyhow::Result<ExitCode> {
     let reuse_port = options.reuse_port.unwrap_or(false);
     let (listen, mut config) = options.into_config()?;
     init_logging();
+    let open_files = crate::limits::raise_open_files();
+    if let Some(soft) = open_files {
+        // Keep three quarters of the descriptors for streams, the listener and the history.
+        let cap = usize::try_from(soft / 4).unwrap_or(usize::MAX).max(16);
+        if config.max_http_connections > cap {
+            tracing::info!(
+                max_http_connections = cap,
+                "--max-http-connections capped at a quarter of the open-files limit"
+            );
+            config.max_http_connections = cap;
+        }
+    }
+    // History holds private notifications: files the hub creates are for its user alone.
+    crate::limits::private_umask();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let mut dev_secret = None;
-        if config.dev && config.jwt_secret.is_none() {
+        let real_key = config.jwt_secret.is_some() || config.jwt_public_key_pem.is_some();
+        if config.dev && !real_key {
             // A fresh secret per run, so the printed sample token works and dies with the process.
             let secret: String = (0..32)
                 .map(|_| format!("{:02x}", rand::random::<u8>()))
@@ -446,8 +506,9 @@ pub fn run(options: ServeOptions) -> anyhow::Result<ExitCode> {
             config.jwt_secret = Some(secret.clone());
             dev_secret = Some(secret);
         }
-        let dev_token = if config.dev {
-            let secret = config.jwt_secret.clone().unwrap_or_default();
+        // Never a sample token signed with a real, configured secret: it would be a working
+        // admin credential printed to a terminal or a log.
+        let dev_token = if let (true, Some(secret)) = (config.dev, dev_secret.clone()) {
             let spec = TokenSpec {
                 sub: Some("dev".into()),
                 subscribe: vec!["**".into()],
@@ -462,6 +523,7 @@ pub fn run(options: ServeOptions) -> anyhow::Result<ExitCode> {
         } else {
             None
         };
+        let dev = config.dev;
         let listener = bind(listen, reuse_port)
             .with_context(|| format!("--listen: cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
@@ -475,8 +537,8 @@ pub fn run(options: ServeOptions) -> anyhow::Result<ExitCode> {
             }
         };
         println!("tidings listening on http://{addr}");
-        if let Some(token) = dev_token {
-            print_dev_help(addr, &token, dev_secret.is_some());
+        if dev {
+            print_dev_help(addr, dev_token.as_deref());
         }
         let where_ = disk.as_ref().map_or("history in memory".to_owned(), |d| {
             format!("history in {}", d.dir().display())
@@ -509,15 +571,21 @@ fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<tokio::net::TcpLi
     socket.listen(4096)
 }
 
-fn print_dev_help(addr: SocketAddr, token: &str, generated: bool) {
-    let secret_note = if generated {
-        " (signed with a secret generated for this run)"
-    } else {
-        ""
+fn print_dev_help(addr: SocketAddr, token: Option<&str>) {
+    let Some(token) = token else {
+        println!(
+            "\n--dev: anonymous subscribe and publish are open on this loopback address.\n\
+             no sample token: a real token key is configured, and --dev never signs with it\n\
+             (mint one with `tidings token`).\n\n\
+             subscribe:\n  curl -N 'http://{addr}/events?topic=demo'\n"
+        );
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        return;
     };
     println!(
         "\n--dev: anonymous subscribe and publish are open on this loopback address.\n\
-         sample token{secret_note}:\n  {token}\n\n\
+         sample token (signed with a secret generated for this run):\n  {token}\n\n\
          subscribe:\n  curl -N 'http://{addr}/events?topic=demo'\n\
          publish:\n  curl -X POST http://{addr}/publish -H 'Content-Type: application/json' \\\n    -d '{{\"topic\":\"demo\",\"data\":{{\"hello\":\"world\"}}}}'\n\
          with the token:\n  curl -N -H 'Authorization: Bearer {token}' 'http://{addr}/events?topic=demo'\n\

@@ -120,7 +120,34 @@ impl Hub {
     /// Starts `tidings serve <args>` exactly as given and waits until it prints the address it
     /// listens on.
     pub fn launch(full: &[&str], env: &[(&str, &str)]) -> Hub {
-        let mut child = command(full, env)
+        Hub::spawn(command(full, env), full)
+    }
+
+    /// Like [`Hub::start`] (memory, a free loopback port), with the open-files limit of the
+    /// hub process set to `soft` and `hard` before it starts (a shell's `ulimit`).
+    pub fn start_with_open_files(soft: u64, hard: u64, args: &[&str]) -> Hub {
+        let mut full = vec!["--memory", "--listen", "127.0.0.1:0"];
+        full.extend_from_slice(args);
+        let mut cmd = command(&full, &[]);
+        let script = format!("ulimit -Sn {soft} && ulimit -Hn {hard} && exec \"$0\" \"$@\"");
+        let mut shell = Command::new("sh");
+        shell.arg("-c").arg(script).arg(cmd.get_program());
+        shell.args(cmd.get_args());
+        for (name, value) in cmd.get_envs() {
+            match value {
+                Some(value) => shell.env(name, value),
+                None => shell.env_remove(name),
+            };
+        }
+        cmd = shell;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        Hub::spawn(cmd, &full)
+    }
+
+    fn spawn(mut cmd: Command, full: &[&str]) -> Hub {
+        let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {BINARY}: {e}"));
         let (stderr, _) = drain(child.stderr.take().expect("stderr is piped"));

@@ -50,6 +50,12 @@ pub struct AuthConfig {
     pub public_topics: Vec<Pattern>,
     /// Anonymous requests may subscribe, publish and call admin endpoints.
     pub dev: bool,
+    /// `--jwt-audience`: a token's `aud` must name one of these. Empty: a token with `aud`
+    /// is refused (it was minted for some other service).
+    pub audience: Vec<String>,
+    /// `--jwt-issuer`: a token's `iss` must be one of these. Empty: a token with `iss` is
+    /// refused, for the same reason.
+    pub issuer: Vec<String>,
 }
 
 impl fmt::Debug for AuthConfig {
@@ -70,6 +76,8 @@ impl fmt::Debug for AuthConfig {
             )
             .field("public_topics", &self.public_topics)
             .field("dev", &self.dev)
+            .field("audience", &self.audience)
+            .field("issuer", &self.issuer)
             .finish()
     }
 }
@@ -148,6 +156,9 @@ pub struct Authenticator {
     publish_keys: Vec<Box<[u8]>>,
     public_topics: Vec<Pattern>,
     dev: bool,
+    /// Whether `--jwt-issuer` is set (jsonwebtoken checks a configured issuer; a token with an
+    /// `iss` and no configured issuer is refused here).
+    checks_issuer: bool,
 }
 
 impl fmt::Debug for Authenticator {
@@ -180,6 +191,24 @@ pub(crate) fn install_crypto_provider() {
     });
 }
 
+/// `aud` and `iss` rules on top of a key's validation: when configured, required and matched;
+/// when not, jsonwebtoken already refuses any `aud`, and `iss` is refused after decoding.
+fn with_audience_and_issuer(
+    mut v: Validation,
+    audience: &[String],
+    issuer: &[String],
+) -> Validation {
+    if !audience.is_empty() {
+        v.set_audience(audience);
+        v.required_spec_claims.insert("aud".to_owned());
+    }
+    if !issuer.is_empty() {
+        v.set_issuer(issuer);
+        v.required_spec_claims.insert("iss".to_owned());
+    }
+    v
+}
+
 fn validation(algorithms: Vec<Algorithm>) -> Validation {
     let mut v = Validation::new(algorithms[0]);
     v.algorithms = algorithms;
@@ -193,19 +222,24 @@ impl Authenticator {
     /// Checks the configuration and parses the keys.
     pub fn new(cfg: AuthConfig) -> Result<Self, AuthConfigError> {
         install_crypto_provider();
+        let rules = |v| with_audience_and_issuer(v, &cfg.audience, &cfg.issuer);
         let hmac = match cfg.jwt_secret.as_deref() {
             None => None,
             Some("") => return Err(AuthConfigError::EmptySecret),
             Some(secret) => Some((
                 DecodingKey::from_secret(secret.as_bytes()),
-                validation(vec![Algorithm::HS256]),
+                rules(validation(vec![Algorithm::HS256])),
             )),
         };
         let public = cfg
             .jwt_public_key_pem
             .as_deref()
             .map(parse_public_key)
-            .transpose()?;
+            .transpose()?
+            .map(|p| PublicKey {
+                validation: rules(p.validation),
+                key: p.key,
+            });
         if cfg.publish_keys.iter().any(String::is_empty) {
             return Err(AuthConfigError::EmptyPublishKey);
         }
@@ -219,6 +253,7 @@ impl Authenticator {
                 .collect(),
             public_topics: cfg.public_topics,
             dev: cfg.dev,
+            checks_issuer: !cfg.issuer.is_empty(),
         })
     }
 
@@ -247,6 +282,13 @@ impl Authenticator {
         let (key, validation) = self.key_for(&alg)?;
         let data = jsonwebtoken::decode::<serde_json::Value>(token, key, validation)
             .map_err(|e| map_jwt_error(e.kind(), &alg))?;
+        if !self.checks_issuer && data.claims.get("iss").is_some() {
+            return Err(AuthError::BadClaims(
+                "the token has an `iss` claim, and this hub trusts no issuer (--jwt-issuer); \
+                 mint its tokens without `iss` or configure the issuer"
+                    .into(),
+            ));
+        }
         let claims = claims::parse(data.claims)?;
         let mut subscribe = claims.subscribe;
         subscribe.extend(self.public_topics.iter().cloned());
@@ -303,11 +345,14 @@ fn ct_eq(key: &[u8], candidate: &[u8]) -> bool {
 }
 
 /// Reads the `alg` of a JWT's header without trusting anything else in it, so that an
-/// algorithm jsonwebtoken does not even parse (`none`) still gets its own error.
+/// algorithm jsonwebtoken does not even parse (`none`) still gets its own error. A header
+/// with `crit` is refused: it names extensions the token says must be understood, and this
+/// hub understands none (RFC 7515 §4.1.11).
 fn header_alg(token: &str) -> Result<String, AuthError> {
     #[derive(serde::Deserialize)]
     struct Header {
         alg: String,
+        crit: Option<serde::de::IgnoredAny>,
     }
     let mut parts = token.split('.');
     let (Some(header), Some(_), Some(_), None) =
@@ -317,6 +362,11 @@ fn header_alg(token: &str) -> Result<String, AuthError> {
     };
     let json = base64url_decode(header.as_bytes()).ok_or(AuthError::Malformed)?;
     let header: Header = serde_json::from_slice(&json).map_err(|_| AuthError::Malformed)?;
+    if header.crit.is_some() {
+        return Err(AuthError::BadClaims(
+            "the token's header has `crit`: this hub supports no critical header extensions".into(),
+        ));
+    }
     Ok(header.alg)
 }
 
@@ -359,9 +409,12 @@ fn map_jwt_error(kind: &ErrorKind, alg: &str) -> AuthError {
             "the `{claim}` claim must be a whole number of seconds since the Unix epoch"
         )),
         ErrorKind::InvalidAudience => AuthError::BadClaims(
-            "the token has an `aud` claim, and this hub checks no audience; \
-             mint its tokens without `aud`"
+            "the token's `aud` claim is not an audience this hub accepts (--jwt-audience; \
+             without it, tokens must not carry `aud`)"
                 .into(),
+        ),
+        ErrorKind::InvalidIssuer => AuthError::BadClaims(
+            "the token's `iss` claim is not an issuer this hub trusts (--jwt-issuer)".into(),
         ),
         ErrorKind::InvalidAlgorithm | ErrorKind::UnsupportedAlgorithm => {
             AuthError::UnsupportedAlgorithm(alg.chars().take(16).collect())

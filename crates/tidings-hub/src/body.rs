@@ -5,31 +5,32 @@ use axum::http::{header, HeaderMap};
 use http_body_util::BodyExt;
 use serde::de::Deserializer;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::error::ApiError;
 use crate::publish::{Payload, Publish};
 
-/// Reads a request body of at most `limit` bytes, after checking its content type.
+/// Reads a request body of at most `limit` bytes within `timeout`, after checking its content
+/// type.
 pub(crate) async fn read_json_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
+    timeout: std::time::Duration,
 ) -> Result<bytes::Bytes, ApiError> {
-    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        let essence = ct
-            .to_str()
-            .unwrap_or("")
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim();
-        if !essence.eq_ignore_ascii_case("application/json") {
-            return Err(ApiError::new(
-                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send the body as JSON with Content-Type: application/json",
-            ));
-        }
+    // Required, not only checked when present: a cross-site "simple" request (a form, or
+    // fetch without a content type) must never reach a publish handler.
+    let essence = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|ct| ct.to_str().ok())
+        .and_then(|ct| ct.split(';').next())
+        .map(str::trim);
+    if !essence.is_some_and(|e| e.eq_ignore_ascii_case("application/json")) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with Content-Type: application/json",
+        ));
     }
     let too_large = || {
         ApiError::too_large(format!(
@@ -45,7 +46,18 @@ pub(crate) async fn read_json_body(
             return Err(too_large());
         }
     }
-    match http_body_util::Limited::new(body, limit).collect().await {
+    let collect = http_body_util::Limited::new(body, limit).collect();
+    let Ok(collected) = tokio::time::timeout(timeout, collect).await else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the request body did not arrive within {} ms (--body-timeout)",
+                timeout.as_millis()
+            ),
+        ));
+    };
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Err(err) => Err(ApiError::bad_request(
@@ -65,7 +77,7 @@ struct PublishBody {
     users: Option<Vec<String>>,
     event: Option<String>,
     #[serde(default, deserialize_with = "present")]
-    data: Option<serde_json::Value>,
+    data: Option<Box<RawValue>>,
     text: Option<String>,
     retry: Option<u64>,
 }
@@ -76,14 +88,42 @@ struct PublishBody {
 struct MessageBody {
     event: Option<String>,
     #[serde(default, deserialize_with = "present")]
-    data: Option<serde_json::Value>,
+    data: Option<Box<RawValue>>,
     text: Option<String>,
     retry: Option<u64>,
 }
 
-/// Keeps `"data": null` apart from a missing `data`.
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
-    serde_json::Value::deserialize(d).map(Some)
+/// Keeps `"data": null` apart from a missing `data`; the value's text is kept as sent.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(d).map(Some)
+}
+
+/// The JSON text with its insignificant whitespace removed and nothing else changed: numbers
+/// keep their digits (`12345678901234567890123`, `-0`, `1.0e5`), strings their escapes.
+/// Parsing into `serde_json::Value` and printing again would round big numbers through f64.
+/// `json` must be valid JSON (serde_json checked it while reading the body).
+pub(crate) fn compact_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in json.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
+            if c == '"' {
+                in_string = true;
+            }
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Parses a body straight into its request type. Only when that fails is the body checked
@@ -112,13 +152,13 @@ fn json_error(err: serde_json::Error) -> ApiError {
 
 fn message(
     event: Option<String>,
-    data: Option<serde_json::Value>,
+    data: Option<Box<RawValue>>,
     text: Option<String>,
     retry: Option<u64>,
     target: Publish,
 ) -> Result<Publish, ApiError> {
     let payload = match (data, text) {
-        (Some(value), None) => Payload::Json(value.to_string()),
+        (Some(value), None) => Payload::Json(compact_json(value.get())),
         (None, Some(text)) => Payload::Text(text),
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
@@ -198,4 +238,50 @@ pub(crate) fn parse_publish(bytes: &[u8]) -> Result<(Vec<Publish>, bool), ApiErr
 pub(crate) fn parse_message(bytes: &[u8], target: Publish) -> Result<Publish, ApiError> {
     let b: MessageBody = parse_json(bytes)?;
     message(b.event, b.data, b.text, b.retry, target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compact_json;
+
+    #[test]
+    fn compacting_keeps_number_text_and_strings_exactly() {
+        assert_eq!(
+            compact_json(" { \"n\" : 12345678901234567890123 , \"z\": -0, \"e\": 1.0E+5 } "),
+            r#"{"n":12345678901234567890123,"z":-0,"e":1.0E+5}"#
+        );
+        assert_eq!(
+            compact_json(r#"[ "a b", "q\" x", "\\", "\\\" y" ]"#),
+            r#"["a b","q\" x","\\","\\\" y"]"#
+        );
+        assert_eq!(compact_json("\n\t null\r\n"), "null");
+    }
+
+    proptest::proptest! {
+        /// Whatever JSON value a publisher sends, compacting it means the same value.
+        #[test]
+        fn compacting_any_json_keeps_its_value(v in json_value()) {
+            let pretty = serde_json::to_string_pretty(&v).unwrap();
+            let compact = compact_json(&pretty);
+            proptest::prop_assert_eq!(&compact, &serde_json::to_string(&v).unwrap());
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<u64>().prop_map(serde_json::Value::from),
+            ".*".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map(".*", inner, 0..8)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
 }

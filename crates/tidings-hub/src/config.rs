@@ -35,8 +35,10 @@ pub struct HubConfig {
     pub max_connections_per_ip: usize,
     /// `topic=` patterns per stream.
     pub max_topics: usize,
-    /// Largest encoded event.
+    /// Largest event: its encoded frame plus the bytes of its target names.
     pub max_event_bytes: usize,
+    /// Topics + users one event may name.
+    pub max_targets: usize,
     /// Largest request body.
     pub max_body_bytes: usize,
     /// Events kept for replay.
@@ -45,8 +47,18 @@ pub struct HubConfig {
     pub history_max_bytes: usize,
     /// Age past which events are dropped from history; `None` keeps them until another limit.
     pub history_max_age: Option<Duration>,
-    /// Time a client has to send its request head.
+    /// Time a client has to send its request head; also how long an idle keep-alive
+    /// connection is kept waiting for its next request.
     pub header_timeout: Duration,
+    /// Time a client has to send a request body once its head arrived.
+    pub body_timeout: Duration,
+    /// Open connections that are not event streams (waiting for a request head, idle
+    /// keep-alive, or in a request). Past it the oldest idle one is closed to make room.
+    pub max_http_connections: usize,
+    /// The `aud` a token must carry (one of them); `None` refuses tokens with `aud`.
+    pub jwt_audience: Vec<String>,
+    /// The `iss` a token must carry (one of them); `None` refuses tokens with `iss`.
+    pub jwt_issuer: Vec<String>,
     /// Longest graceful drain on shutdown.
     pub shutdown_timeout: Duration,
     /// Pin each stream writer thread of `serve` to its own CPU (one writer per CPU the
@@ -71,11 +83,16 @@ impl Default for HubConfig {
             max_connections_per_ip: 10_000,
             max_topics: 64,
             max_event_bytes: 512 << 10,
+            max_targets: 64,
             max_body_bytes: 1 << 20,
             history_max_events: 100_000,
             history_max_bytes: 256 << 20,
             history_max_age: None,
             header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            max_http_connections: 4096,
+            jwt_audience: Vec::new(),
+            jwt_issuer: Vec::new(),
             shutdown_timeout: Duration::from_secs(10),
             pin_writers: true,
         }
@@ -109,6 +126,8 @@ impl HubConfig {
             ("max-connections-per-ip", self.max_connections_per_ip),
             ("max-topics", self.max_topics),
             ("max-event-bytes", self.max_event_bytes),
+            ("max-targets", self.max_targets),
+            ("max-http-connections", self.max_http_connections),
             ("max-body-bytes", self.max_body_bytes),
             ("history-max-events", self.history_max_events),
             ("history-max-bytes", self.history_max_bytes),
@@ -121,6 +140,7 @@ impl HubConfig {
         let durations = [
             ("heartbeat", self.heartbeat),
             ("header-timeout", self.header_timeout),
+            ("body-timeout", self.body_timeout),
         ];
         for (option, value) in durations {
             if value < Duration::from_millis(10) {
@@ -157,6 +177,20 @@ impl HubConfig {
         for pattern in &self.public_topics {
             crate::topic::Pattern::parse(pattern)
                 .map_err(|e| bad("public-topic", format!("{pattern:?}: {e}")))?;
+        }
+        if self.max_targets > 65_535 {
+            return Err(bad(
+                "max-targets",
+                "must be at most 65535 (the history's record format counts targets in 16 bits)",
+            ));
+        }
+        for (option, values) in [
+            ("jwt-audience", &self.jwt_audience),
+            ("jwt-issuer", &self.jwt_issuer),
+        ] {
+            if values.iter().any(String::is_empty) {
+                return Err(bad(option, "must not be empty"));
+            }
         }
         if self.max_event_bytes > self.queue_bytes {
             return Err(bad(

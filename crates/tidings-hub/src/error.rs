@@ -82,7 +82,10 @@ impl IntoResponse for ApiError {
 impl From<PublishError> for ApiError {
     fn from(e: PublishError) -> Self {
         match &e {
-            PublishError::NoTarget | PublishError::Invalid(_) => {
+            PublishError::NoTarget
+            | PublishError::Invalid(_)
+            | PublishError::Reserved(_)
+            | PublishError::TooManyTargets { .. } => {
                 ApiError::bad_request("invalid_request", e.to_string())
             }
             PublishError::Topic(..) => ApiError::bad_request("invalid_topic", e.to_string()),

@@ -56,6 +56,18 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
+    /// What the event costs to keep, as `--max-event-bytes` and the history's byte limits count
+    /// it: its frame plus the bytes of its target names.
+    pub fn size(&self) -> usize {
+        let names: usize = self
+            .topics
+            .iter()
+            .chain(self.users.iter())
+            .map(|n| n.len())
+            .sum();
+        self.frame.len() + names
+    }
+
     /// Whether a connection with these subscriptions and this user may see the event.
     pub fn visible_to(&self, patterns: &[Pattern], user: Option<&str>) -> bool {
         if self.broadcast {

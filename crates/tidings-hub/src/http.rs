@@ -204,12 +204,39 @@ pub(crate) fn open_subscription(
     })
 }
 
+/// The caller of a POST endpoint. Credentials come from the `Authorization` header only: a
+/// cookie is sent by the browser on a cross-site request, and a token in the URL leaks into
+/// logs and history, so neither may publish on a user's behalf.
 fn publisher(hub: &Hub, req: &Request) -> Result<Principal, ApiError> {
-    let query = query_pairs(req.uri())?;
-    let p = principal(hub, req.headers(), &query)?;
+    let p = principal(hub, req.headers(), &[])
+        .and_then(|p| reject_ambient(hub, req.headers(), req.uri(), p))?;
     if p.is_anonymous() && !hub.config().dev {
         return Err(ApiError::unauthorized(
             "publishing needs a token or a publish key",
+        ));
+    }
+    Ok(p)
+}
+
+/// With no `Authorization` header, a cookie or `access_token` on a POST is refused outright
+/// (401) rather than ignored, so a client that relied on it learns why.
+fn reject_ambient(
+    hub: &Hub,
+    headers: &HeaderMap,
+    uri: &Uri,
+    p: Principal,
+) -> Result<Principal, ApiError> {
+    if headers.contains_key(header::AUTHORIZATION) {
+        return Ok(p);
+    }
+    let query = query_pairs(uri)?;
+    let in_query = query.iter().any(|(k, _)| k == "access_token");
+    let in_cookie = credential(headers, &[]).ok().flatten().is_some();
+    if in_query || in_cookie {
+        hub.inner.metrics.rejected_auth.inc();
+        return Err(ApiError::unauthorized(
+            "POST endpoints take credentials only from the Authorization header \
+             (the access_token parameter and the tidings_token cookie are for GET /events)",
         ));
     }
     Ok(p)
@@ -235,7 +262,13 @@ fn check_targets(p: &Principal, event: &Publish) -> Result<(), ApiError> {
 async fn publish(State(hub): State<Hub>, req: Request) -> Result<Response, ApiError> {
     let principal = publisher(&hub, &req)?;
     let (parts, body) = req.into_parts();
-    let bytes = read_json_body(&parts.headers, body, hub.config().max_body_bytes).await?;
+    let bytes = read_json_body(
+        &parts.headers,
+        body,
+        hub.config().max_body_bytes,
+        hub.config().body_timeout,
+    )
+    .await?;
     let (events, batch) = parse_publish(&bytes)?;
     for e in &events {
         check_targets(&principal, e)?;
@@ -257,7 +290,13 @@ async fn notify(
         .map_err(|e| ApiError::bad_request("invalid_user", format!("user {user:?}: {e}")))?;
     let principal = publisher(&hub, &req)?;
     let (parts, body) = req.into_parts();
-    let bytes = read_json_body(&parts.headers, body, hub.config().max_body_bytes).await?;
+    let bytes = read_json_body(
+        &parts.headers,
+        body,
+        hub.config().max_body_bytes,
+        hub.config().body_timeout,
+    )
+    .await?;
     let event = parse_message(&bytes, Publish::to_user(user))?;
     check_targets(&principal, &event)?;
     let p = hub.publish(event).await?;
@@ -267,7 +306,13 @@ async fn notify(
 async fn broadcast(State(hub): State<Hub>, req: Request) -> Result<Response, ApiError> {
     let principal = publisher(&hub, &req)?;
     let (parts, body) = req.into_parts();
-    let bytes = read_json_body(&parts.headers, body, hub.config().max_body_bytes).await?;
+    let bytes = read_json_body(
+        &parts.headers,
+        body,
+        hub.config().max_body_bytes,
+        hub.config().body_timeout,
+    )
+    .await?;
     let event = parse_message(&bytes, Publish::to_everyone())?;
     check_targets(&principal, &event)?;
     let total = hub.connection_count();
@@ -312,6 +357,18 @@ async fn clients(State(hub): State<Hub>, req: Request) -> Result<Response, ApiEr
 async fn metrics(State(hub): State<Hub>) -> Response {
     let mut text = hub.inner.metrics.render(hub.inner.gauges());
     hub.inner.history.render_metrics(&mut text);
+    if let Some(conns) = hub.inner.http_conns.read().as_ref() {
+        use std::fmt::Write as _;
+        let _ = write!(
+            text,
+            "# HELP tidings_http_connections Open connections that are not event streams.\n\
+             # TYPE tidings_http_connections gauge\ntidings_http_connections {}\n\
+             # HELP tidings_http_connections_evicted_total Idle non-stream connections closed to make room (--max-http-connections, or out of descriptors).\n\
+             # TYPE tidings_http_connections_evicted_total counter\ntidings_http_connections_evicted_total {}\n",
+            conns.len(),
+            conns.evicted()
+        );
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -335,6 +392,9 @@ async fn readyz(State(hub): State<Hub>) -> Response {
 
 /// CORS for the configured origins, and preflight answers.
 async fn cors(State(hub): State<Hub>, req: Request, next: Next) -> Response {
+    if let Err(err) = check_dev_host(&hub, req.headers()) {
+        return err.into_response();
+    }
     let allowed = allowed_origin(&hub, req.headers());
     if req.method() == Method::OPTIONS {
         let mut res = StatusCode::NO_CONTENT.into_response();
@@ -352,7 +412,7 @@ async fn cors(State(hub): State<Hub>, req: Request, next: Next) -> Response {
             h.insert(
                 header::ACCESS_CONTROL_ALLOW_HEADERS,
                 HeaderValue::from_static(
-                    "Authorization, Content-Type, Last-Event-ID, Cache-Control",
+                    "Authorization, Content-Type, Last-Event-ID, Cache-Control, Idempotency-Key",
                 ),
             );
             h.insert(
@@ -369,26 +429,86 @@ async fn cors(State(hub): State<Hub>, req: Request, next: Next) -> Response {
     res
 }
 
-/// The request's `Origin` when `--cors-origin` allows it.
-pub(crate) fn allowed_origin(hub: &Hub, headers: &HeaderMap) -> Option<HeaderValue> {
-    let origins = &hub.config().cors_origins;
-    headers
-        .get(header::ORIGIN)
-        .filter(|o| {
-            o.to_str().is_ok_and(|o| {
-                origins
-                    .iter()
-                    .any(|a| a == "*" || a.eq_ignore_ascii_case(o))
-            })
-        })
-        .cloned()
+/// What CORS allows a request's `Origin`.
+#[derive(Debug, Clone)]
+pub(crate) enum CorsGrant {
+    /// Listed by name in `--cors-origin`: echoed back, with credentials.
+    Origin(HeaderValue),
+    /// Allowed only through `--cors-origin '*'`: a literal `*` and never credentials, so no
+    /// site can read a logged-in user's stream with their cookie.
+    Any,
 }
 
-pub(crate) fn add_cors(h: &mut HeaderMap, origin: &HeaderValue) {
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+/// The request's `Origin` when `--cors-origin` allows it. A listed origin wins over `*`.
+pub(crate) fn allowed_origin(hub: &Hub, headers: &HeaderMap) -> Option<CorsGrant> {
+    let origins = &hub.config().cors_origins;
+    let origin = headers.get(header::ORIGIN)?;
+    let text = origin.to_str().ok()?;
+    if origins
+        .iter()
+        .any(|a| a != "*" && a.eq_ignore_ascii_case(text))
+    {
+        return Some(CorsGrant::Origin(origin.clone()));
+    }
+    origins.iter().any(|a| a == "*").then_some(CorsGrant::Any)
+}
+
+pub(crate) fn add_cors(h: &mut HeaderMap, grant: &CorsGrant) {
+    match grant {
+        CorsGrant::Origin(origin) => {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
+            h.append(header::VARY, HeaderValue::from_static("Origin"));
+        }
+        CorsGrant::Any => {
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            );
+        }
+    }
     h.insert(
-        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-        HeaderValue::from_static("true"),
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Retry-After"),
     );
-    h.append(header::VARY, HeaderValue::from_static("Origin"));
+}
+
+/// `--dev` opens everything to anonymous callers on loopback; a page on another site can
+/// still reach it through DNS rebinding (its own name resolving to 127.0.0.1). The browser
+/// then sends that name as `Host`, so a dev hub answers only loopback names and addresses.
+pub(crate) fn check_dev_host(hub: &Hub, headers: &HeaderMap) -> Result<(), ApiError> {
+    if !hub.config().dev {
+        return Ok(());
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if is_loopback_host(host) {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(
+        "--dev answers only requests for a loopback host (localhost, 127.0.0.1, [::1]); \
+         this Host header names another (DNS rebinding guard)",
+    ))
+}
+
+/// `localhost`, `*.localhost`, `127.x.y.z` or `[::1]`, with or without a port.
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((addr, port)) if port.is_empty() || port.starts_with(':') => addr,
+            _ => return false,
+        }
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    if name == "localhost" || name.ends_with(".localhost") {
+        return true;
+    }
+    name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }

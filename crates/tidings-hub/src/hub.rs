@@ -6,8 +6,7 @@
 //! subscribers: a resuming subscriber's replay ends exactly at the newest event fanned out when
 //! it was registered, and every later event reaches its queue live: no gap, no duplicate.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -23,7 +22,7 @@ use crate::conn::{CloseReason, Conn, Enqueued};
 use crate::event::{EventId, StoredEvent};
 use crate::history::{HistoryStore, MemoryStore};
 use crate::metrics::{Gauges, Metrics};
-use crate::publish::{wire_event, Prepared, Publish, PublishError, Published};
+use crate::publish::{wire_event, Prepared, Publish, PublishError, PublishLimits, Published};
 use crate::registry::{Limit, Limits, Registry};
 use crate::topic::Pattern;
 
@@ -49,14 +48,17 @@ pub(crate) struct Inner {
     sequencer: Mutex<EventId>,
     /// The newest event queued to subscribers.
     fanned_out: Mutex<EventId>,
-    /// Streams with an expiring token: (expiry in Unix seconds, connection key).
-    expiring: Mutex<BinaryHeap<Reverse<(u64, u64)>>>,
+    /// Open streams with an expiring token: (expiry in Unix seconds, connection key). A stream
+    /// leaves it when it closes, so it never holds more entries than there are streams.
+    expiring: Mutex<BTreeSet<(u64, u64)>>,
     registry: RwLock<Registry>,
     draining: AtomicBool,
     next_key: AtomicU64,
     heartbeat_frame: Bytes,
     /// Where the streams' writers run, if not on the caller's runtime.
     writers: RwLock<Option<tokio::runtime::Handle>>,
+    /// The non-stream connections of `serve`, while it runs (for `/metrics`).
+    pub http_conns: RwLock<Option<Arc<crate::http_conns::HttpConns>>>,
 }
 
 /// Why a hub could not be built.
@@ -127,6 +129,8 @@ impl Hub {
             publish_keys: config.publish_keys.clone(),
             public_topics,
             dev: config.dev,
+            audience: config.jwt_audience.clone(),
+            issuer: config.jwt_issuer.clone(),
         })?;
         let clock = EventId(u64::try_from(unix_now().as_micros()).unwrap_or(u64::MAX));
         let start = history.bounds().newest.max(clock);
@@ -136,12 +140,13 @@ impl Hub {
             metrics: Metrics::default(),
             sequencer: Mutex::new(start),
             fanned_out: Mutex::new(start),
-            expiring: Mutex::new(BinaryHeap::new()),
+            expiring: Mutex::new(BTreeSet::new()),
             registry: RwLock::new(Registry::default()),
             draining: AtomicBool::new(false),
             next_key: AtomicU64::new(1),
             heartbeat_frame: Bytes::from_static(b": heartbeat\n\n"),
             writers: RwLock::new(None),
+            http_conns: RwLock::new(None),
             config,
         });
         tokio::spawn(housekeeping(Arc::downgrade(&inner)));
@@ -167,10 +172,13 @@ impl Hub {
         events: Vec<Publish>,
     ) -> Result<Vec<Published>, PublishError> {
         let started = Instant::now();
-        let max = self.inner.config.max_event_bytes;
+        let limits = PublishLimits {
+            max_event_bytes: self.inner.config.max_event_bytes,
+            max_targets: self.inner.config.max_targets,
+        };
         let prepared = events
             .into_iter()
-            .map(|e| e.prepare(max))
+            .map(|e| e.prepare(&limits))
             .collect::<Result<Vec<_>, _>>()?;
         let out = Arc::clone(&self.inner).publish(prepared)?.await;
         let out = out.map_err(|_| {
@@ -420,7 +428,7 @@ impl Inner {
         registry.insert(Arc::clone(&conn));
         drop(registry);
         if let Some(exp) = conn.exp {
-            self.expiring.lock().push(Reverse((exp, conn.key)));
+            self.expiring.lock().insert((exp, conn.key));
         }
         drop(fanned_out);
         if replay.is_some() {
@@ -435,6 +443,9 @@ impl Inner {
     }
 
     pub fn unregister(&self, conn: &Conn) {
+        if let Some(exp) = conn.exp {
+            self.expiring.lock().remove(&(exp, conn.key));
+        }
         if self.registry.write().remove(conn) {
             self.metrics.connections_closed.inc();
         }
@@ -454,6 +465,12 @@ impl Inner {
         }
     }
 
+    /// Streams the expiry index tracks (for tests: it must not outgrow the open streams).
+    #[cfg(test)]
+    pub fn expiring_len(&self) -> usize {
+        self.expiring.lock().len()
+    }
+
     pub fn registry(&self) -> parking_lot::RwLockReadGuard<'_, Registry> {
         self.registry.read()
     }
@@ -462,9 +479,9 @@ impl Inner {
     fn expire(&self, now: u64) {
         let mut due = Vec::new();
         {
-            let mut heap = self.expiring.lock();
-            while heap.peek().is_some_and(|Reverse((exp, _))| *exp <= now) {
-                if let Some(Reverse((_, key))) = heap.pop() {
+            let mut expiring = self.expiring.lock();
+            while expiring.first().is_some_and(|(exp, _)| *exp <= now) {
+                if let Some((_, key)) = expiring.pop_first() {
                     due.push(key);
                 }
             }

@@ -27,6 +27,8 @@
 //!   durable on disk (fjall, group commit, per-topic and per-user indexes).
 //! - `http`, `body`, `error`: routes, request bodies, the JSON error shape.
 //! - [`server`]: the accept loop with header timeouts and graceful shutdown.
+//! - `http_conns`: the bound on connections that are not event streams
+//!   (`--max-http-connections`): the oldest idle one makes room for a newcomer.
 //! - `native`: `GET /events` served straight on the socket (the stream path of [`serve`]):
 //!   no HTTP buffers at rest, one write per wake-up (`send`, or `writev` for several frames),
 //!   on a writer runtime of its own.
@@ -45,6 +47,7 @@ mod error;
 pub mod event;
 pub mod history;
 mod http;
+mod http_conns;
 mod hub;
 mod metrics;
 mod native;

@@ -23,7 +23,8 @@ use tokio::net::TcpStream;
 
 use crate::conn::{next_replay_chunk, CloseReason, Conn, Drained};
 use crate::error::ApiError;
-use crate::http::{add_cors, allowed_origin, open_subscription};
+use crate::http::{add_cors, allowed_origin, check_dev_host, open_subscription, CorsGrant};
+use crate::http_conns::HttpConn;
 use crate::hub::{Hub, Inner};
 
 /// Largest request head read natively; a longer one gets 431.
@@ -35,15 +36,18 @@ const MAX_IOV: usize = 64;
 pub(crate) enum FirstRequest {
     /// Served natively (a stream, or an error answer); the connection is done.
     Done,
-    /// Anything else: serve it (and the rest of the connection) with hyper.
-    Http(Rewind),
+    /// Anything else: serve it (and the rest of the connection) with hyper, still counted
+    /// as a non-stream connection.
+    Http(Rewind, HttpConn),
 }
 
-/// Reads the first request head and serves it if it is `GET /events`.
+/// Reads the first request head and serves it if it is `GET /events` (the connection then
+/// leaves the non-stream set `slot` belongs to).
 pub(crate) async fn first_request(
     hub: &Hub,
     mut stream: TcpStream,
     peer: SocketAddr,
+    slot: HttpConn,
 ) -> FirstRequest {
     let mut buf = BytesMut::with_capacity(1024);
     let deadline = tokio::time::Instant::now() + hub.config().header_timeout;
@@ -51,14 +55,18 @@ pub(crate) async fn first_request(
         match parse_head(&buf) {
             Head::Events { uri, headers } => {
                 drop(buf);
+                drop(slot);
                 serve_stream(hub, stream, peer, &uri, &headers).await;
                 return FirstRequest::Done;
             }
             Head::Other => {
-                return FirstRequest::Http(Rewind {
-                    prefix: buf.freeze(),
-                    inner: stream,
-                })
+                return FirstRequest::Http(
+                    Rewind {
+                        prefix: buf.freeze(),
+                        inner: stream,
+                    },
+                    slot,
+                )
             }
             Head::Partial if buf.len() >= MAX_HEAD => {
                 let err = ApiError::new(
@@ -72,7 +80,12 @@ pub(crate) async fn first_request(
             Head::Partial => {}
         }
         use tokio::io::AsyncReadExt as _;
-        match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
+        let read = tokio::select! {
+            read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)) => read,
+            // Closed to make room for a newcomer (see `http_conns`).
+            () = slot.evicted() => return FirstRequest::Done,
+        };
+        match read {
             Ok(Ok(n)) if n > 0 => {}
             // Closed, failed, or too slow to send its head (slow loris): drop it.
             _ => return FirstRequest::Done,
@@ -104,6 +117,17 @@ fn parse_head(buf: &[u8]) -> Head {
     let Ok(uri) = path.parse::<Uri>() else {
         return Head::Other;
     };
+    // Two differing Content-Length headers (request smuggling): hyper answers 400.
+    let mut lengths = req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .map(|h| h.value);
+    if let Some(first) = lengths.next() {
+        if lengths.any(|other| other != first) {
+            return Head::Other;
+        }
+    }
     let mut headers = HeaderMap::with_capacity(req.headers.len());
     for h in req.headers.iter() {
         let (Ok(name), Ok(value)) = (
@@ -120,7 +144,7 @@ fn parse_head(buf: &[u8]) -> Head {
 async fn write_error(
     stream: &mut TcpStream,
     err: &ApiError,
-    origin: Option<&HeaderValue>,
+    origin: Option<&CorsGrant>,
 ) -> std::io::Result<()> {
     let body =
         serde_json::json!({ "error": { "code": err.code, "message": err.message } }).to_string();
@@ -140,7 +164,7 @@ async fn write_error(
     stream.shutdown().await
 }
 
-fn push_cors(head: &mut String, origin: Option<&HeaderValue>) {
+fn push_cors(head: &mut String, origin: Option<&CorsGrant>) {
     let mut h = HeaderMap::new();
     if let Some(origin) = origin {
         add_cors(&mut h, origin);
@@ -160,7 +184,9 @@ async fn serve_stream(
     headers: &HeaderMap,
 ) {
     let origin = allowed_origin(hub, headers);
-    let subscribed = match open_subscription(hub, headers, uri, Some(peer.ip())) {
+    let admitted = check_dev_host(hub, headers)
+        .and_then(|()| open_subscription(hub, headers, uri, Some(peer.ip())));
+    let subscribed = match admitted {
         Ok(s) => s,
         Err(err) => {
             let _ = write_error(&mut stream, &err, origin.as_ref()).await;

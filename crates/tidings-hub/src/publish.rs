@@ -4,6 +4,7 @@
 //! JSON bodies into the same type. `Publish::prepare` validates targets and payload before the
 //! publish sequencer assigns an id, so a bad batch publishes nothing.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -104,29 +105,36 @@ impl Publish {
         self
     }
 
-    /// Validates targets and fields and measures the encoded event.
-    pub(crate) fn prepare(self, max_event_bytes: usize) -> Result<Prepared, PublishError> {
+    /// Validates targets and fields and measures the event: its encoded frame plus the bytes
+    /// of its target names (what the history keeps of it).
+    pub(crate) fn prepare(self, limits: &PublishLimits) -> Result<Prepared, PublishError> {
         if self.topics.is_empty() && self.users.is_empty() && !self.broadcast {
             return Err(PublishError::NoTarget);
         }
-        let mut topics: Vec<Arc<str>> = Vec::with_capacity(self.topics.len());
-        for t in self.topics {
-            validate_topic(&t).map_err(|e| PublishError::Topic(t.clone(), e))?;
-            if !topics.iter().any(|x| **x == *t) {
-                topics.push(Arc::from(t));
-            }
+        let targets = self.topics.len() + self.users.len();
+        if targets > limits.max_targets {
+            return Err(PublishError::TooManyTargets {
+                count: targets,
+                limit: limits.max_targets,
+            });
         }
-        let mut users: Vec<Arc<str>> = Vec::with_capacity(self.users.len());
-        for u in self.users {
-            validate_user(&u).map_err(|e| PublishError::User(u.clone(), e))?;
-            if !users.iter().any(|x| **x == *u) {
-                users.push(Arc::from(u));
-            }
-        }
+        let topics = dedup(self.topics, validate_topic, PublishError::Topic)?;
+        let users = dedup(self.users, validate_user, PublishError::User)?;
         let event = match self.event {
             Some(e) if e.is_empty() || e == "message" => None,
-            other => other,
+            Some(e) => {
+                check_event_name(&e)?;
+                Some(e)
+            }
+            None => None,
         };
+        if let Some(retry) = self.retry {
+            if retry > MAX_RETRY_MS {
+                return Err(PublishError::Invalid(format!(
+                    "retry is {retry} ms, over the limit of {MAX_RETRY_MS} (one day)"
+                )));
+            }
+        }
         let data = match self.payload {
             Payload::Json(s) | Payload::Text(s) => s,
         };
@@ -135,22 +143,71 @@ impl Publish {
         probe
             .encode_check()
             .map_err(|e| PublishError::Invalid(e.to_string()))?;
-        let size = probe.encoded_len();
-        if size > max_event_bytes {
+        let names: usize = topics.iter().chain(users.iter()).map(|n| n.len()).sum();
+        let size = probe.encoded_len() + names;
+        if size > limits.max_event_bytes {
             return Err(PublishError::TooLarge {
                 size,
-                limit: max_event_bytes,
+                limit: limits.max_event_bytes,
             });
         }
         Ok(Prepared {
-            topics: topics.into(),
-            users: users.into(),
+            topics,
+            users,
             broadcast: self.broadcast,
             event,
             data,
             retry: self.retry,
         })
     }
+}
+
+/// The bounds a publish is checked against (from [`crate::HubConfig`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PublishLimits {
+    /// Largest event: encoded frame plus target names (`--max-event-bytes`).
+    pub max_event_bytes: usize,
+    /// Most topics + users of one event (`--max-targets`).
+    pub max_targets: usize,
+}
+
+/// Longest event type a publisher may set.
+pub const MAX_EVENT_NAME: usize = 128;
+/// Largest `retry` a publisher may set: one day, in milliseconds.
+pub const MAX_RETRY_MS: u64 = 86_400_000;
+/// Event types the hub sends in-band; a publisher may not forge them.
+pub const RESERVED_EVENTS: &[&str] = &["connected", "reset", "progress"];
+
+fn check_event_name(name: &str) -> Result<(), PublishError> {
+    if name.len() > MAX_EVENT_NAME {
+        return Err(PublishError::Invalid(format!(
+            "event type is {} bytes, at most {MAX_EVENT_NAME}",
+            name.len()
+        )));
+    }
+    if RESERVED_EVENTS.contains(&name) {
+        return Err(PublishError::Reserved(name.to_owned()));
+    }
+    Ok(())
+}
+
+/// Validates names and drops repeats, keeping first-seen order, in O(n) expected time (a
+/// hash set, not a scan per name: thousands of targets must not cost millions of compares).
+fn dedup(
+    names: Vec<String>,
+    validate: fn(&str) -> Result<(), TopicError>,
+    error: fn(String, TopicError) -> PublishError,
+) -> Result<Box<[Arc<str>]>, PublishError> {
+    let mut seen: HashSet<Arc<str>> = HashSet::with_capacity(names.len());
+    let mut out: Vec<Arc<str>> = Vec::with_capacity(names.len());
+    for name in names {
+        validate(&name).map_err(|e| error(name.clone(), e))?;
+        let name: Arc<str> = Arc::from(name);
+        if seen.insert(Arc::clone(&name)) {
+            out.push(name);
+        }
+    }
+    Ok(out.into())
 }
 
 /// A publish that passed validation and waits for its id.
@@ -215,8 +272,21 @@ pub enum PublishError {
     /// A field cannot be encoded (e.g. a newline in `event`).
     #[error("{0}")]
     Invalid(String),
-    /// The encoded event is over `--max-event-bytes`.
-    #[error("event is {size} bytes encoded, over the limit of {limit} (--max-event-bytes)")]
+    /// The event uses a type the hub sends in-band (`connected`, `reset`, `progress`).
+    #[error("the event type {0:?} is reserved for the hub's own control events")]
+    Reserved(String),
+    /// More topics + users than `--max-targets`.
+    #[error(
+        "the event has {count} targets (topics + users), over the limit of {limit} (--max-targets)"
+    )]
+    TooManyTargets {
+        /// Topics + users given.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The event (encoded frame plus target names) is over `--max-event-bytes`.
+    #[error("event is {size} bytes (encoded frame plus target names), over the limit of {limit} (--max-event-bytes)")]
     TooLarge {
         /// Its encoded size.
         size: usize,

@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -18,6 +19,7 @@ use tokio::net::TcpListener;
 use tower::Service;
 
 use crate::http::router;
+use crate::http_conns::HttpConns;
 use crate::hub::Hub;
 use crate::native::{first_request, FirstRequest};
 
@@ -35,19 +37,34 @@ pub async fn serve(
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
     let writer_runtime = Writers::start(&hub);
+    let conns = HttpConns::new(hub.config().max_http_connections);
+    *hub.inner.http_conns.write() = Some(Arc::clone(&conns));
+    let mut accept_errors = RateLimitedLog::new("accept failed; backing off", LOG_EVERY);
+    let mut refusals = RateLimitedLog::new(
+        "refused a connection: --max-http-connections are all in a request",
+        LOG_EVERY,
+    );
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(err) => {
-                    // Out of file descriptors or a reset before accept: keep serving the rest.
-                    tracing::warn!(%err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    // Out of descriptors (EMFILE/ENFILE) or a reset before accept. Close the
+                    // oldest idle connection so the next accept finds a descriptor, back off
+                    // briefly, and say so once per interval rather than once per try.
+                    let freed = conns.evict_idle();
+                    accept_errors.log(&err, freed);
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
             },
             () = &mut shutdown => break,
+        };
+        let Some(slot) = conns.admit() else {
+            refusals.log(&"every slot busy", false);
+            drop(stream);
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
@@ -55,18 +72,30 @@ pub async fn serve(
         let http = http.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let rewind = match first_request(&hub, stream, peer).await {
+            let (rewind, slot) = match first_request(&hub, stream, peer, slot).await {
                 FirstRequest::Done => return,
-                FirstRequest::Http(rewind) => rewind,
+                FirstRequest::Http(rewind, slot) => (rewind, slot),
             };
+            let busy = slot.busy_handle();
             let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
                 let mut app = app.clone();
-                async move { app.call(req).await }
+                let request = busy.request();
+                async move {
+                    let res = app.call(req).await;
+                    drop(request);
+                    res
+                }
             });
             let conn = watcher.watch(http.serve_connection(TokioIo::new(rewind), service));
-            if let Err(err) = conn.await {
-                tracing::debug!(%err, %peer, "connection ended with an error");
+            tokio::select! {
+                ended = conn => {
+                    if let Err(err) = ended {
+                        tracing::debug!(%err, %peer, "connection ended with an error");
+                    }
+                }
+                // Idle, and closed to make room for a newcomer.
+                () = slot.evicted() => {}
             }
         });
     }
@@ -86,6 +115,49 @@ pub async fn serve(
     }
     drop(writer_runtime);
     Ok(())
+}
+
+/// How long the accept loop waits after a failed accept (out of descriptors: long enough not to
+/// spin, short enough to serve again within a blink once one is free).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+/// At most one log line per this interval for a repeating accept-loop condition.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// A warning that may repeat thousands of times a second: logged once per interval, with the
+/// count of what it stands for.
+struct RateLimitedLog {
+    what: &'static str,
+    every: Duration,
+    last: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl RateLimitedLog {
+    fn new(what: &'static str, every: Duration) -> Self {
+        Self {
+            what,
+            every,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    fn log(&mut self, err: &dyn std::fmt::Display, freed: bool) {
+        let now = std::time::Instant::now();
+        if self.last.is_some_and(|at| now - at < self.every) {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::warn!(
+            %err,
+            closed_idle_connection = freed,
+            repeats_since_last_log = self.suppressed,
+            "{}",
+            self.what
+        );
+        self.last = Some(now);
+        self.suppressed = 0;
+    }
 }
 
 /// The writer runtime while `serve` runs. However `serve` ends (returns, or its future is

@@ -67,7 +67,7 @@ impl MemoryStore {
         let mut ring = self.inner.write();
         while front_is_old(&ring) {
             if let Some(old) = ring.events.pop_front() {
-                ring.bytes -= old.frame.len();
+                ring.bytes -= old.size();
                 ring.floor = old.id;
             }
         }
@@ -79,7 +79,7 @@ impl MemoryStore {
         for event in events {
             debug_assert!(event.id > ring.newest, "ids must grow");
             ring.newest = event.id;
-            ring.bytes += event.frame.len();
+            ring.bytes += event.size();
             ring.events.push_back(Arc::clone(event));
         }
         while ring.events.len() > self.max_events
@@ -88,7 +88,7 @@ impl MemoryStore {
             let Some(old) = ring.events.pop_front() else {
                 break;
             };
-            ring.bytes -= old.frame.len();
+            ring.bytes -= old.size();
             ring.floor = old.id;
         }
     }

@@ -157,3 +157,74 @@ async fn a_cancelled_serve_leaves_no_stale_writer_runtime_behind() {
         assert_eq!(writer.wakes.load(Ordering::SeqCst), 1);
     }
 }
+
+#[tokio::test]
+async fn a_closed_stream_leaves_the_token_expiry_index() {
+    let hub = Hub::new(HubConfig::default()).expect("a valid config");
+    let far = u64::MAX / 2;
+    for _ in 0..100 {
+        let spec = SubscribeSpec {
+            patterns: vec![Pattern::parse("t").expect("a valid topic")],
+            user: None,
+            ip: None,
+            exp: Some(far),
+            last_event_id: None,
+        };
+        let conn = hub.inner.subscribe(spec).expect("under the limits").conn;
+        assert_eq!(hub.inner.expiring_len(), 1);
+        hub.inner.unregister(&conn);
+    }
+    assert_eq!(hub.inner.expiring_len(), 0);
+}
+
+#[tokio::test]
+async fn publishers_cannot_forge_control_events_or_oversize_fields() {
+    let hub = Hub::new(HubConfig::default()).expect("a valid config");
+    for reserved in ["connected", "reset", "progress"] {
+        let err = hub
+            .publish(Publish::to_topic("t").event(reserved).text("x"))
+            .await
+            .expect_err("reserved");
+        assert!(err.to_string().contains("reserved"), "{err}");
+    }
+    let long = "e".repeat(129);
+    assert!(hub
+        .publish(Publish::to_topic("t").event(long).text("x"))
+        .await
+        .is_err());
+    assert!(hub
+        .publish(Publish::to_topic("t").event("e".repeat(128)).text("x"))
+        .await
+        .is_ok());
+    assert!(hub
+        .publish(Publish::to_topic("t").retry(86_400_001).text("x"))
+        .await
+        .is_err());
+    assert!(hub
+        .publish(Publish::to_topic("t").retry(86_400_000).text("x"))
+        .await
+        .is_ok());
+}
+
+#[tokio::test]
+async fn targets_count_toward_the_event_size_and_are_bounded() {
+    let hub = Hub::new(HubConfig {
+        max_event_bytes: 1000,
+        max_targets: 64,
+        ..HubConfig::default()
+    })
+    .expect("a valid config");
+    let mut many = Publish::to_topic("t0").text("x");
+    for i in 1..65 {
+        many = many.topic(format!("t{i}"));
+    }
+    let err = hub.publish(many).await.expect_err("65 targets");
+    assert!(err.to_string().contains("--max-targets"), "{err}");
+    // 20 topics of 60 bytes: a tiny frame, but 1,200 bytes of names.
+    let mut wide = Publish::to_topic("a".repeat(60)).text("x");
+    for i in 1..20 {
+        wide = wide.topic(format!("{i:0>60}"));
+    }
+    let err = hub.publish(wide).await.expect_err("names count");
+    assert!(err.to_string().contains("--max-event-bytes"), "{err}");
+}

@@ -4,9 +4,13 @@
 //! - `index`: key = kind byte, name, `0x00`, id (8 bytes big-endian). Kinds: `T` an exact
 //!   topic, `P` a topic prefix ending in `/` (the first 1 to [`PREFIX_DEPTH`] segments), `U` a
 //!   user, `B` broadcast (empty name). Topics and user ids never contain a byte below 0x20, so
-//!   the `0x00` separator keeps one name's ids contiguous and in id order. A `T` entry's value
-//!   is the event's record (a covering index: the most common replay, one topic, never reads
-//!   the log); the others are empty and point into `log`.
+//!   the `0x00` separator keeps one name's ids contiguous and in id order. For an event with at
+//!   most [`COVERING_MAX_TOPICS`] topics a `T` entry's value is the event's record (a covering
+//!   index: the most common replay, one topic, never reads the log); every other entry is
+//!   empty and points into `log`. So the bytes written for one event are linear in its size:
+//!   the record once in `log`, at most [`COVERING_MAX_TOPICS`] copies, and one key per target
+//!   name and prefix (an event naming thousands of topics must not write thousands of copies
+//!   of a record that itself lists them all).
 //! - [`STATE_KEY`] in `index` holds the floor, the count and the bytes retained, written in
 //!   the same atomic batch as every change to them. It lives in `index` rather than a keyspace
 //!   of its own because fjall can drop a journal only once every keyspace written in it has
@@ -30,6 +34,9 @@ pub const PREFIX_DEPTH: usize = 3;
 
 /// The key of the retained state in `index`; `0x00` sorts before every index kind.
 pub const STATE_KEY: &[u8] = b"\0state";
+
+/// Events with at most this many topics get covering `T` entries.
+pub const COVERING_MAX_TOPICS: usize = 4;
 
 const RECORD_VERSION: u8 = 1;
 const FLAG_BROADCAST: u8 = 1;
@@ -88,8 +95,13 @@ pub fn broadcast_prefix() -> Vec<u8> {
     index_prefix(b'B', "")
 }
 
-/// Whether an index entry carries the event's record (exact topics do).
-pub fn is_covering(key: &[u8]) -> bool {
+/// Whether an event's exact-topic index entries carry its record.
+pub fn covers(event: &StoredEvent) -> bool {
+    event.topics.len() <= COVERING_MAX_TOPICS
+}
+
+/// Whether an index key is an exact-topic entry (which may carry the record).
+pub fn is_topic_key(key: &[u8]) -> bool {
     key.first() == Some(&b'T')
 }
 
@@ -122,11 +134,15 @@ pub fn pattern_source(pattern: &Pattern) -> Source {
     Source::Index(index_prefix(b'P', &name))
 }
 
-/// Every index key of an event (deduplicated), for insertion and for deletion.
+/// Every index key of an event (deduplicated, in first-seen order), for insertion and for
+/// deletion. Linear in the number of names (a hash set, not a scan per key).
 pub fn index_keys(event: &StoredEvent) -> Vec<Vec<u8>> {
-    let mut prefixes: Vec<Vec<u8>> = Vec::with_capacity(event.topics.len() * 2 + 1);
+    let mut prefixes: Vec<Vec<u8>> =
+        Vec::with_capacity(event.topics.len() * (PREFIX_DEPTH + 1) + event.users.len() + 1);
+    let mut seen: std::collections::HashSet<Vec<u8>> =
+        std::collections::HashSet::with_capacity(prefixes.capacity());
     let mut push = |p: Vec<u8>| {
-        if !prefixes.contains(&p) {
+        if seen.insert(p.clone()) {
             prefixes.push(p);
         }
     };
@@ -147,33 +163,32 @@ pub fn index_keys(event: &StoredEvent) -> Vec<Vec<u8>> {
     prefixes.iter().map(|p| with_id(p, event.id)).collect()
 }
 
+/// A record cannot represent an event: refused, never clamped (a clamped count would decode
+/// as a different event).
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[error("cannot store this event: {0}")]
+pub struct Unrepresentable(pub &'static str);
+
 /// Encodes an event's record (everything but its id, which is the key).
-pub fn encode(event: &StoredEvent) -> Vec<u8> {
+pub fn encode(event: &StoredEvent) -> Result<Vec<u8>, Unrepresentable> {
+    let count = |n: usize, what| u16::try_from(n).map_err(|_| Unrepresentable(what));
+    let topics = count(event.topics.len(), "more than 65535 topics")?;
+    let users = count(event.users.len(), "more than 65535 users")?;
     let names = event.topics.iter().chain(event.users.iter());
     let names_len: usize = names.clone().map(|n| n.len() + 2).sum();
     let mut out = Vec::with_capacity(14 + names_len + event.frame.len());
     out.push(RECORD_VERSION);
     out.push(if event.broadcast { FLAG_BROADCAST } else { 0 });
     out.extend_from_slice(&event.published_ms.to_le_bytes());
-    // Counts and lengths fit in u16: a publish body is at most a few MiB and a topic or user
-    // id at most 256 bytes; `saturating` only guards the encoding against a caller that
-    // skipped validation (decode would then report the record corrupt rather than misread it).
-    out.extend_from_slice(
-        &u16::try_from(event.topics.len())
-            .unwrap_or(u16::MAX)
-            .to_le_bytes(),
-    );
-    out.extend_from_slice(
-        &u16::try_from(event.users.len())
-            .unwrap_or(u16::MAX)
-            .to_le_bytes(),
-    );
+    out.extend_from_slice(&topics.to_le_bytes());
+    out.extend_from_slice(&users.to_le_bytes());
     for name in names {
-        out.extend_from_slice(&u16::try_from(name.len()).unwrap_or(u16::MAX).to_le_bytes());
+        let len = count(name.len(), "a target name over 65535 bytes")?;
+        out.extend_from_slice(&len.to_le_bytes());
         out.extend_from_slice(name.as_bytes());
     }
     out.extend_from_slice(&event.frame);
-    out
+    Ok(out)
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -230,8 +245,9 @@ pub fn decode(id: EventId, record: &[u8]) -> Result<StoredEvent, Corrupt> {
     })
 }
 
-/// A record's frame length and `published_ms`, without copying anything.
-pub fn frame_len_and_time(record: &[u8]) -> Result<(usize, u64), Corrupt> {
+/// A record's size as retention counts it (frame plus target names, as
+/// [`StoredEvent::size`]) and its `published_ms`, without copying anything.
+pub fn size_and_time(record: &[u8]) -> Result<(usize, u64), Corrupt> {
     let mut r = Reader(record);
     if r.take(1)?[0] != RECORD_VERSION {
         return Err(Corrupt("unknown record version"));
@@ -239,11 +255,13 @@ pub fn frame_len_and_time(record: &[u8]) -> Result<(usize, u64), Corrupt> {
     r.take(1)?;
     let published_ms = r.u64()?;
     let names = usize::from(r.u16()?) + usize::from(r.u16()?);
+    let mut names_len = 0;
     for _ in 0..names {
         let len = usize::from(r.u16()?);
         r.take(len)?;
+        names_len += len;
     }
-    Ok((r.0.len(), published_ms))
+    Ok((r.0.len() + names_len, published_ms))
 }
 
 /// What [`STATE_KEY`] holds.
@@ -253,7 +271,7 @@ pub struct State {
     pub floor: EventId,
     /// Events retained.
     pub count: u64,
-    /// Frame bytes retained.
+    /// Bytes retained: frames plus target names ([`StoredEvent::size`]).
     pub bytes: u64,
 }
 
@@ -300,7 +318,7 @@ mod tests {
     #[test]
     fn record_round_trips_every_field() {
         let e = event(&["orders/42", "audit"], &["alice", "https://id/x"], true);
-        let back = decode(e.id, &encode(&e)).unwrap();
+        let back = decode(e.id, &encode(&e).unwrap()).unwrap();
         assert_eq!(back.id, e.id);
         assert_eq!(back.topics, e.topics);
         assert_eq!(back.users, e.users);
@@ -308,19 +326,67 @@ mod tests {
         assert_eq!(back.published_ms, e.published_ms);
         assert_eq!(back.frame, e.frame);
         assert_eq!(
-            frame_len_and_time(&encode(&e)).unwrap(),
-            (e.frame.len(), e.published_ms)
+            size_and_time(&encode(&e).unwrap()).unwrap(),
+            (e.size(), e.published_ms)
         );
     }
 
     #[test]
     fn every_truncation_of_a_record_is_reported_not_misread() {
         let e = event(&["orders/42"], &["alice"], false);
-        let record = encode(&e);
+        let record = encode(&e).unwrap();
         let frame_starts = record.len() - e.frame.len();
         for cut in 0..frame_starts {
             assert!(decode(e.id, &record[..cut]).is_err(), "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn counts_a_record_cannot_hold_are_refused_not_clamped() {
+        let many: Vec<String> = (0..=65_535).map(|i| format!("t{i}")).collect();
+        let names: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(encode(&event(&names, &[], false)).is_err());
+        assert!(encode(&event(&[], &names, false)).is_err());
+        assert!(encode(&event(&names[..65_535], &[], false)).is_ok());
+        let long = "x".repeat(70_000);
+        assert!(encode(&event(&[&long], &[], false)).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn records_round_trip_at_the_limits(
+            topics in proptest::collection::vec("[a-z/]{1,40}", 0..300),
+            users in proptest::collection::vec("[a-z0-9]{1,256}", 0..100),
+            broadcast: bool,
+            published_ms: u64,
+            frame in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+        ) {
+            let e = StoredEvent {
+                id: EventId(7),
+                topics: topics.iter().map(|t| Arc::from(t.as_str())).collect(),
+                users: users.iter().map(|u| Arc::from(u.as_str())).collect(),
+                broadcast,
+                published_ms,
+                frame: Bytes::from(frame),
+            };
+            let record = encode(&e).unwrap();
+            let back = decode(e.id, &record).unwrap();
+            proptest::prop_assert_eq!(&back.topics, &e.topics);
+            proptest::prop_assert_eq!(&back.users, &e.users);
+            proptest::prop_assert_eq!(back.broadcast, e.broadcast);
+            proptest::prop_assert_eq!(back.published_ms, e.published_ms);
+            proptest::prop_assert_eq!(&back.frame, &e.frame);
+            proptest::prop_assert_eq!(size_and_time(&record).unwrap(), (e.size(), published_ms));
+        }
+    }
+
+    #[test]
+    fn index_keys_are_linear_in_the_targets() {
+        let many: Vec<String> = (0..20_000).map(|i| format!("a/b/c/{i}")).collect();
+        let names: Vec<&str> = many.iter().map(String::as_str).collect();
+        let keys = index_keys(&event(&names, &[], false));
+        // One exact key per topic, plus the shared prefixes a/, a/b/, a/b/c/.
+        assert_eq!(keys.len(), 20_003);
     }
 
     #[test]

@@ -174,11 +174,25 @@ impl Writer<'_> {
         };
         let mut batch = db.db.batch();
         let mut newest = None;
-        for event in batches.iter().flat_map(|(events, _)| events) {
-            let record = fjall::Slice::from(codec::encode(event).as_slice());
+        // The hub validates targets first (--max-targets), so a record that cannot be encoded
+        // comes from a caller that did not: fail the group loudly rather than store it wrong.
+        let records: Result<Vec<_>, _> = batches
+            .iter()
+            .flat_map(|(events, _)| events)
+            .map(|event| codec::encode(event))
+            .collect();
+        let records = match records {
+            Ok(records) => records,
+            Err(e) => return fail_all(batches, &e.to_string()),
+        };
+        let events = batches.iter().flat_map(|(events, _)| events);
+        for (event, record) in events.zip(records) {
+            let record = fjall::Slice::from(record.as_slice());
+            let covers = codec::covers(event);
             for key in codec::index_keys(event) {
-                // Exact-topic entries carry the record, so a topic's replay is one range scan.
-                let value = if codec::is_covering(&key) {
+                // Exact-topic entries of an event with few topics carry the record, so a
+                // topic's replay is one range scan; the rest point into the log.
+                let value = if covers && codec::is_topic_key(&key) {
                     record.clone()
                 } else {
                     fjall::Slice::from(&[][..])
@@ -187,7 +201,7 @@ impl Writer<'_> {
             }
             batch.insert(&db.log, codec::log_key(event.id), record);
             state.count += 1;
-            state.bytes += event.frame.len() as u64;
+            state.bytes += event.size() as u64;
             newest = Some(event.id);
             if self.oldest_ms.is_none() {
                 self.oldest_ms = Some(event.published_ms);
@@ -311,7 +325,7 @@ fn plan_retention(
     for guard in db.log.range(codec::log_key(state.floor.next())..) {
         let (key, value) = guard.into_inner()?;
         let id = codec::id_of_key(&key).map_err(corrupt)?;
-        let (frame_len, published_ms) = codec::frame_len_and_time(&value).map_err(corrupt)?;
+        let (size, published_ms) = codec::size_and_time(&value).map_err(corrupt)?;
         if !over(state, published_ms) || plan.deletes.len() >= RETENTION_CHUNK {
             plan.oldest_kept_ms = Some(published_ms);
             break;
@@ -319,7 +333,7 @@ fn plan_retention(
         let event = codec::decode(id, &value).map_err(corrupt)?;
         plan.deletes.push((id, codec::index_keys(&event)));
         state.count = state.count.saturating_sub(1);
-        state.bytes = state.bytes.saturating_sub(frame_len as u64);
+        state.bytes = state.bytes.saturating_sub(size as u64);
         state.floor = id;
     }
     Ok(plan)
@@ -334,5 +348,5 @@ fn corrupt(e: codec::Corrupt) -> fjall::Error {
 fn oldest_ms(db: &Db, floor: EventId) -> Option<u64> {
     let guard = db.log.range(codec::log_key(floor.next())..).next()?;
     let value = guard.value().ok()?;
-    codec::frame_len_and_time(&value).ok().map(|(_, ms)| ms)
+    codec::size_and_time(&value).ok().map(|(_, ms)| ms)
 }

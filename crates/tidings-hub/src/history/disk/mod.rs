@@ -119,7 +119,7 @@ impl Db {
                 source,
             },
         };
-        std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir {
+        create_private_dir(dir).map_err(|source| OpenError::CreateDir {
             path: dir.to_owned(),
             source,
         })?;
@@ -173,6 +173,44 @@ impl Db {
         let newest = last.max(state.floor);
         Ok((Db { db, log, index }, state, newest))
     }
+}
+
+/// Creates the data directory for the hub's user alone (0700): the history holds private
+/// notifications. An existing directory open to others is warned about, not changed (its
+/// owner may have reasons); files in it lose their group and other bits (0600).
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            dir = %dir.display(),
+            mode = format!("{:o}", mode & 0o777),
+            "the data directory is open to other users; `chmod 700` it (the history holds private notifications)"
+        );
+    }
+    restrict_files(dir)
+}
+
+/// Clears group and other permission bits of every file below `dir` (0600 at most).
+fn restrict_files(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_dir() {
+            restrict_files(&entry.path())?;
+        } else if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+            let mode = meta.permissions().mode() & 0o700;
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(mode))?;
+        }
+    }
+    Ok(())
 }
 
 /// Pending appends, in append order.

@@ -151,11 +151,8 @@ fn next_entry(range: &mut fjall::Iter) -> Result<Option<(EventId, bool, fjall::S
         None => Ok(None),
         Some(guard) => {
             let (key, value) = guard.into_inner()?;
-            Ok(Some((
-                codec::id_of_key(&key)?,
-                codec::is_covering(&key),
-                value,
-            )))
+            let covering = !value.is_empty();
+            Ok(Some((codec::id_of_key(&key)?, covering, value)))
         }
     }
 }
