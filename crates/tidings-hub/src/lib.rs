@@ -36,6 +36,7 @@
 //! Embedded through [`router`], streams go through hyper (`conn::SseBody`), which is heavier
 //! per connection but needs nothing from the host application beyond axum.
 //! - `metrics`: counters rendered for `/metrics`.
+//! - `fuzzing` (feature `fuzzing`): entry points of the fuzz targets in `fuzz/`.
 
 pub mod auth;
 #[doc(hidden)]
@@ -45,6 +46,9 @@ pub mod config;
 mod conn;
 mod error;
 pub mod event;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod history;
 mod http;
 mod http_conns;

@@ -93,6 +93,12 @@ pub(crate) async fn first_request(
     }
 }
 
+/// The head parser, for the fuzz target (whether it took the native path).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn parse_head_for_fuzzing(buf: &[u8]) -> bool {
+    matches!(parse_head(buf), Head::Events { .. })
+}
+
 enum Head {
     Events { uri: Uri, headers: HeaderMap },
     Other,

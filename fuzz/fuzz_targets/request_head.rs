@@ -1,0 +1,6 @@
+//! cargo-fuzz target: `tidings_hub::fuzzing::request_head` on arbitrary bytes.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    tidings_hub::fuzzing::request_head(data);
+});
