@@ -259,16 +259,24 @@ fn check_targets(p: &Principal, event: &Publish) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn publish(State(hub): State<Hub>, req: Request) -> Result<Response, ApiError> {
-    let principal = publisher(&hub, &req)?;
+/// The caller of a POST and its JSON body, read within `--max-body-bytes` and
+/// `--body-timeout`.
+async fn authorized_body(hub: &Hub, req: Request) -> Result<(Principal, bytes::Bytes), ApiError> {
+    let principal = publisher(hub, &req)?;
     let (parts, body) = req.into_parts();
+    let config = hub.config();
     let bytes = read_json_body(
         &parts.headers,
         body,
-        hub.config().max_body_bytes,
-        hub.config().body_timeout,
+        config.max_body_bytes,
+        config.body_timeout,
     )
     .await?;
+    Ok((principal, bytes))
+}
+
+async fn publish(State(hub): State<Hub>, req: Request) -> Result<Response, ApiError> {
+    let (principal, bytes) = authorized_body(&hub, req).await?;
     let (events, batch) = parse_publish(&bytes)?;
     for e in &events {
         check_targets(&principal, e)?;
@@ -288,15 +296,7 @@ async fn notify(
 ) -> Result<Response, ApiError> {
     validate_user(&user)
         .map_err(|e| ApiError::bad_request("invalid_user", format!("user {user:?}: {e}")))?;
-    let principal = publisher(&hub, &req)?;
-    let (parts, body) = req.into_parts();
-    let bytes = read_json_body(
-        &parts.headers,
-        body,
-        hub.config().max_body_bytes,
-        hub.config().body_timeout,
-    )
-    .await?;
+    let (principal, bytes) = authorized_body(&hub, req).await?;
     let event = parse_message(&bytes, Publish::to_user(user))?;
     check_targets(&principal, &event)?;
     let p = hub.publish(event).await?;
@@ -304,15 +304,7 @@ async fn notify(
 }
 
 async fn broadcast(State(hub): State<Hub>, req: Request) -> Result<Response, ApiError> {
-    let principal = publisher(&hub, &req)?;
-    let (parts, body) = req.into_parts();
-    let bytes = read_json_body(
-        &parts.headers,
-        body,
-        hub.config().max_body_bytes,
-        hub.config().body_timeout,
-    )
-    .await?;
+    let (principal, bytes) = authorized_body(&hub, req).await?;
     let event = parse_message(&bytes, Publish::to_everyone())?;
     check_targets(&principal, &event)?;
     let total = hub.connection_count();
