@@ -50,9 +50,6 @@ impl HttpConns {
         if open.len() >= self.max && !Self::evict_oldest_idle(&mut open) {
             return None;
         }
-        if open.len() >= self.max {
-            return None;
-        }
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let close = Arc::new(Notify::new());
         let busy = Arc::new(AtomicUsize::new(0));
