@@ -177,19 +177,19 @@ fn event(id: u64, topic: &str) -> Arc<StoredEvent> {
     let frame = format!(
         "id: {id:016}\ndata: {{\"n\":{id},\"payload\":\"0123456789abcdef0123456789abcdef\"}}\n\n"
     );
-    Arc::new(StoredEvent {
-        id: EventId(id),
-        topics: vec![Arc::from(topic)].into(),
-        users: Box::new([]),
-        broadcast: false,
-        published_ms: 0,
-        frame: Bytes::from(frame),
-    })
+    Arc::new(StoredEvent::new(
+        EventId::from_u64(id),
+        vec![Arc::from(topic)].into(),
+        Box::new([]),
+        false,
+        0,
+        Bytes::from(frame),
+    ))
 }
 
 fn fill(dir: PathBuf, events: u64) -> Result<(), Error> {
     let store = open(dir)?;
-    let first = store.bounds().newest.0 + 1;
+    let first = store.bounds().newest.as_u64() + 1;
     let started = Instant::now();
     let (tx, rx) = mpsc::channel::<()>();
     let batch = 1000u64;
@@ -281,9 +281,9 @@ fn open_and_replay(dir: PathBuf) -> Result<(), Error> {
     while n < want {
         let page = store.read(after, bounds.newest, &filter, 512)?;
         let Some(last) = page.last() else { break };
-        after = last.id;
+        after = last.id();
         n += page.len();
-        frame_bytes += page.iter().map(|e| e.frame.len()).sum::<usize>();
+        frame_bytes += page.iter().map(|e| e.frame().len()).sum::<usize>();
     }
     let elapsed = started.elapsed().as_secs_f64();
     println!(
@@ -302,7 +302,7 @@ fn open_and_replay(dir: PathBuf) -> Result<(), Error> {
     loop {
         let page = store.read(after, bounds.newest, &filter, 512)?;
         let Some(last) = page.last() else { break };
-        after = last.id;
+        after = last.id();
         n += page.len();
     }
     let elapsed = started.elapsed().as_secs_f64();

@@ -5,20 +5,20 @@
 //! publish path (validate, encode once, append to history, enqueue to N subscribers).
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 
-use crate::conn::{Conn, Drained};
+use crate::conn::Drained;
 use crate::hub::{Hub, SubscribeSpec};
+use crate::subscription::Subscription;
 use crate::topic::Pattern;
 use crate::{HubConfig, Publish, PublishError, Published};
 
 /// A hub with `n` socket-less subscribers on one topic.
 pub struct FanoutFixture {
     hub: Hub,
-    conns: Vec<Arc<Conn>>,
+    subs: Vec<Subscription>,
     spare: VecDeque<Bytes>,
 }
 
@@ -34,7 +34,7 @@ impl FanoutFixture {
         };
         let hub = Hub::new(config).expect("a valid configuration");
         let pattern = Pattern::parse(topic).expect("a valid topic");
-        let conns = (0..subscribers)
+        let subs = (0..subscribers)
             .map(|_| {
                 let spec = SubscribeSpec {
                     patterns: vec![pattern.clone()],
@@ -43,12 +43,12 @@ impl FanoutFixture {
                     exp: None,
                     last_event_id: None,
                 };
-                hub.inner.subscribe(spec).expect("under the limits").conn
+                hub.inner.subscribe(spec).expect("under the limits")
             })
             .collect();
         Self {
             hub,
-            conns,
+            subs,
             spare: VecDeque::new(),
         }
     }
@@ -62,8 +62,9 @@ impl FanoutFixture {
     pub fn drain(&mut self) -> usize {
         let mut cx = Context::from_waker(Waker::noop());
         let mut frames = 0;
-        for conn in &self.conns {
-            if let Poll::Ready(Drained::Frames(_)) = conn.poll_drain(&mut cx, &mut self.spare) {
+        for sub in &self.subs {
+            if let Poll::Ready(Drained::Frames(_)) = sub.conn().poll_drain(&mut cx, &mut self.spare)
+            {
                 frames += self.spare.len();
                 self.spare.clear();
             }

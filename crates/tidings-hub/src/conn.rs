@@ -1,23 +1,18 @@
-//! One subscriber: its bounded send queue, and the response body that drains it.
+//! One subscriber as the fan-out sees it: who it is, what it listens to, and its bounded queue.
 //!
 //! This is the one place that decides what a slow subscriber gets: [`Conn::enqueue`] refuses to
 //! grow a queue past `--queue-bytes` and closes the connection instead, so a publisher never
-//! waits on a subscriber. The body ([`SseBody`]) writes the stream's prelude, then replayed
-//! history, then everything queued since, coalescing all pending frames into one write.
+//! waits on a subscriber. A stream's sink drains the queue (`subscription`).
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use bytes::{Bytes, BytesMut};
-use http_body::{Body, Frame, SizeHint};
+use bytes::Bytes;
 use parking_lot::Mutex;
 
 use crate::event::EventId;
-use crate::history::{ReplayFilter, StoreError};
-use crate::hub::Inner;
 use crate::topic::Pattern;
 
 /// Why the hub ended a stream.
@@ -193,145 +188,15 @@ impl Conn {
     pub fn is_open(&self) -> bool {
         self.state.lock().closed.is_none()
     }
+
+    /// Why the stream was closed, if it was.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.state.lock().closed
+    }
 }
 
 fn wake(st: &mut QueueState) {
     if let Some(w) = st.waker.take() {
         w.wake();
-    }
-}
-
-/// The next page of a subscriber's replay as one chunk; `None` when the replay is over (or
-/// was overtaken by retention, which closes the stream so the client resumes and gets `reset`).
-pub(crate) fn next_replay_chunk(
-    hub: &Inner,
-    conn: &Conn,
-    replay: &mut Option<(EventId, EventId)>,
-) -> Option<Bytes> {
-    let (after, upto) = (*replay)?;
-    let filter = ReplayFilter {
-        patterns: &conn.patterns,
-        user: conn.user.as_deref(),
-    };
-    match hub.history.read(after, upto, &filter, REPLAY_PAGE) {
-        Ok(events) => {
-            if events.len() < REPLAY_PAGE {
-                *replay = None;
-            }
-            let last = events.last()?;
-            if replay.is_some() {
-                *replay = Some((last.id, upto));
-            }
-            hub.metrics.replayed_events.add(events.len() as u64);
-            let total = events.iter().map(|e| e.frame.len()).sum();
-            let mut buf = BytesMut::with_capacity(total);
-            for e in &events {
-                buf.extend_from_slice(&e.frame);
-            }
-            Some(buf.freeze())
-        }
-        Err(StoreError::Gap(_)) | Err(StoreError::Unavailable(_)) => {
-            // Retention overtook this replay: end the stream; the client resumes and is
-            // told about the gap with a `reset` event, so nothing is lost silently.
-            *replay = None;
-            conn.close(CloseReason::HistoryGap);
-            None
-        }
-    }
-}
-
-/// Largest replay page read from history per write.
-const REPLAY_PAGE: usize = 512;
-
-/// The `text/event-stream` response body of one subscriber.
-pub(crate) struct SseBody {
-    hub: Arc<Inner>,
-    conn: Arc<Conn>,
-    prelude: Option<Bytes>,
-    replay: Option<(EventId, EventId)>,
-    finished: bool,
-    spare: VecDeque<Bytes>,
-}
-
-impl SseBody {
-    pub fn new(
-        hub: Arc<Inner>,
-        conn: Arc<Conn>,
-        prelude: Bytes,
-        replay: Option<(EventId, EventId)>,
-    ) -> Self {
-        Self {
-            hub,
-            conn,
-            prelude: Some(prelude),
-            replay,
-            finished: false,
-            spare: VecDeque::new(),
-        }
-    }
-
-    fn sent(&self, chunk: Bytes) -> Poll<Option<Result<Frame<Bytes>, std::convert::Infallible>>> {
-        self.hub.metrics.bytes_sent.add(chunk.len() as u64);
-        Poll::Ready(Some(Ok(Frame::data(chunk))))
-    }
-}
-
-impl Body for SseBody {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = &mut *self;
-        if this.finished {
-            return Poll::Ready(None);
-        }
-        if let Some(prelude) = this.prelude.take() {
-            return this.sent(prelude);
-        }
-        if this.replay.is_some() {
-            if let Some(chunk) = next_replay_chunk(&this.hub, &this.conn, &mut this.replay) {
-                return this.sent(chunk);
-            }
-        }
-        match this.conn.poll_drain(cx, &mut this.spare) {
-            Poll::Ready(Drained::Frames(bytes)) => {
-                // Coalesce everything pending into one chunk: one write for a burst.
-                let chunk = if this.spare.len() == 1 {
-                    this.spare.pop_front().unwrap_or_default()
-                } else {
-                    let mut buf = BytesMut::with_capacity(bytes);
-                    for f in this.spare.drain(..) {
-                        buf.extend_from_slice(&f);
-                    }
-                    buf.freeze()
-                };
-                this.sent(chunk)
-            }
-            Poll::Ready(Drained::Closed(reason)) => {
-                this.finished = true;
-                if let CloseReason::Shutdown { retry_ms } = reason {
-                    return this.sent(tidings_wire::encode_retry(retry_ms));
-                }
-                Poll::Ready(None)
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.finished
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
-    }
-}
-
-impl Drop for SseBody {
-    fn drop(&mut self) {
-        self.hub.unregister(&self.conn);
     }
 }

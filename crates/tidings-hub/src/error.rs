@@ -1,6 +1,6 @@
 //! The one JSON error shape every endpoint answers with.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::publish::PublishError;
@@ -67,15 +67,29 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The JSON body, as every sink sends it.
+    pub fn body(&self) -> String {
+        serde_json::json!({ "error": { "code": self.code, "message": self.message } }).to_string()
+    }
+
+    /// The headers of the answer (content type, and `Retry-After` when there is one).
+    pub fn headers(&self) -> HeaderMap {
+        let mut h = HeaderMap::with_capacity(2);
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(secs) = self.retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        h
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
-        let mut res = (self.status, axum::Json(body)).into_response();
-        if let Some(secs) = self.retry_after {
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        res
+        (self.status, self.headers(), self.body()).into_response()
     }
 }
 

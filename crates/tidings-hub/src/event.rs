@@ -14,7 +14,7 @@ use crate::topic::Pattern;
 /// Ids start from the wall clock in microseconds when a hub starts (or above the newest id its
 /// durable history holds), so a restarted hub never issues an id it issued before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct EventId(pub u64);
+pub struct EventId(pub(crate) u64);
 
 impl EventId {
     /// Parses an id a client echoed back; `None` when it cannot be one of ours.
@@ -23,6 +23,16 @@ impl EventId {
             return None;
         }
         s.parse().ok().map(EventId)
+    }
+
+    /// The id with this number (a store reading back what it kept).
+    pub const fn from_u64(n: u64) -> Self {
+        EventId(n)
+    }
+
+    /// Its number.
+    pub const fn as_u64(self) -> u64 {
+        self.0
     }
 
     /// The next id.
@@ -38,24 +48,69 @@ impl std::fmt::Display for EventId {
     }
 }
 
-/// One event in the hub: who it is for and its encoded frame.
+/// One event in the hub: who it is for and its encoded frame. Built by the hub's publish
+/// path; a [`crate::HistoryStore`] keeps it and gives it back (or rebuilds it with
+/// [`StoredEvent::new`] from what it wrote).
 #[derive(Debug)]
 pub struct StoredEvent {
-    /// Its id.
-    pub id: EventId,
-    /// Topics it was published to.
-    pub topics: Box<[Arc<str>]>,
-    /// Users it was addressed to.
-    pub users: Box<[Arc<str>]>,
-    /// Sent to every connection.
-    pub broadcast: bool,
-    /// When it was published, Unix milliseconds (for `--history-max-age`).
-    pub published_ms: u64,
-    /// The complete SSE frame (`id:`, `event:`, `data:` lines and the blank line).
-    pub frame: Bytes,
+    pub(crate) id: EventId,
+    pub(crate) topics: Box<[Arc<str>]>,
+    pub(crate) users: Box<[Arc<str>]>,
+    pub(crate) broadcast: bool,
+    pub(crate) published_ms: u64,
+    pub(crate) frame: Bytes,
 }
 
 impl StoredEvent {
+    /// An event as a store read it back: `frame` must be the frame the hub encoded for `id`.
+    pub fn new(
+        id: EventId,
+        topics: Box<[Arc<str>]>,
+        users: Box<[Arc<str>]>,
+        broadcast: bool,
+        published_ms: u64,
+        frame: Bytes,
+    ) -> Self {
+        Self {
+            id,
+            topics,
+            users,
+            broadcast,
+            published_ms,
+            frame,
+        }
+    }
+
+    /// Its id.
+    pub fn id(&self) -> EventId {
+        self.id
+    }
+
+    /// Topics it was published to.
+    pub fn topics(&self) -> &[Arc<str>] {
+        &self.topics
+    }
+
+    /// Users it was addressed to.
+    pub fn users(&self) -> &[Arc<str>] {
+        &self.users
+    }
+
+    /// Whether it goes to every connection.
+    pub fn is_broadcast(&self) -> bool {
+        self.broadcast
+    }
+
+    /// When it was published, Unix milliseconds (for `--history-max-age`).
+    pub fn published_ms(&self) -> u64 {
+        self.published_ms
+    }
+
+    /// The complete SSE frame (`id:`, `event:`, `data:` lines and the blank line).
+    pub fn frame(&self) -> &Bytes {
+        &self.frame
+    }
+
     /// What the event costs to keep, as `--max-event-bytes` and the history's byte limits count
     /// it: its frame plus the bytes of its target names.
     pub fn size(&self) -> usize {

@@ -24,6 +24,9 @@ use crate::history::{HistoryStore, MemoryStore};
 use crate::metrics::{Gauges, Metrics};
 use crate::publish::{wire_event, Prepared, Publish, PublishError, PublishLimits, Published};
 use crate::registry::{Limit, Limits, Registry};
+use crate::shutdown::OpenStreams;
+use crate::stream::Stream;
+use crate::subscription::Subscription;
 use crate::topic::Pattern;
 
 /// The hub: cheap to clone, every clone is the same hub.
@@ -52,6 +55,8 @@ pub(crate) struct Inner {
     /// leaves it when it closes, so it never holds more entries than there are streams.
     expiring: Mutex<BTreeSet<(u64, u64)>>,
     registry: RwLock<Registry>,
+    /// The registry's size, watched (see `shutdown`).
+    open_streams: OpenStreams,
     draining: AtomicBool,
     next_key: AtomicU64,
     heartbeat_frame: Bytes,
@@ -82,13 +87,6 @@ pub(crate) struct SubscribeSpec {
     pub ip: Option<IpAddr>,
     pub exp: Option<u64>,
     pub last_event_id: Option<String>,
-}
-
-/// A registered subscriber and what its stream starts with.
-pub(crate) struct Subscribed {
-    pub conn: Arc<Conn>,
-    pub prelude: Bytes,
-    pub replay: Option<(EventId, EventId)>,
 }
 
 fn unix_now() -> Duration {
@@ -142,6 +140,7 @@ impl Hub {
             fanned_out: Mutex::new(start),
             expiring: Mutex::new(BTreeSet::new()),
             registry: RwLock::new(Registry::default()),
+            open_streams: OpenStreams::new(),
             draining: AtomicBool::new(false),
             next_key: AtomicU64::new(1),
             heartbeat_frame: Bytes::from_static(b": heartbeat\n\n"),
@@ -239,6 +238,13 @@ impl Hub {
     /// Whether [`Hub::drain`] was called.
     pub fn is_draining(&self) -> bool {
         self.inner.draining.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once no stream is open: after [`Hub::drain`], when every stream has been told
+    /// when to come back and has closed. An embedding app awaits this (with its own timeout)
+    /// before it stops serving.
+    pub async fn streams_closed(&self) {
+        self.inner.open_streams.all_closed().await;
     }
 }
 
@@ -357,8 +363,9 @@ impl Inner {
         self.writers.read().clone()
     }
 
-    /// Admits and registers a subscriber, deciding its replay under the sequencer.
-    pub fn subscribe(self: &Arc<Self>, spec: SubscribeSpec) -> Result<Subscribed, Limit> {
+    /// Admits and registers a subscriber, deciding where its replay ends and its live queue
+    /// starts under the fan-out lock.
+    pub fn subscribe(self: &Arc<Self>, spec: SubscribeSpec) -> Result<Subscription, Limit> {
         let limits = Limits {
             total: self.config.max_connections,
             per_user: self.config.max_connections_per_user,
@@ -426,6 +433,7 @@ impl Inner {
             newest,
         ));
         registry.insert(Arc::clone(&conn));
+        self.open_streams.set(registry.conns.len());
         drop(registry);
         if let Some(exp) = conn.exp {
             self.expiring.lock().insert((exp, conn.key));
@@ -435,18 +443,21 @@ impl Inner {
             self.metrics.replays.inc();
         }
         self.metrics.connections_opened.inc();
-        Ok(Subscribed {
+        Ok(Subscription::new(
+            Arc::clone(self),
             conn,
-            prelude: prelude.freeze(),
-            replay,
-        })
+            Stream::new(prelude.freeze(), replay),
+        ))
     }
 
     pub fn unregister(&self, conn: &Conn) {
         if let Some(exp) = conn.exp {
             self.expiring.lock().remove(&(exp, conn.key));
         }
-        if self.registry.write().remove(conn) {
+        let mut registry = self.registry.write();
+        if registry.remove(conn) {
+            self.open_streams.set(registry.conns.len());
+            drop(registry);
             self.metrics.connections_closed.inc();
         }
     }

@@ -15,29 +15,44 @@
 //! ```
 //!
 //! # Layout
+//! Configuration and the model:
 //! - [`config`]: every tunable, its default and its validation.
 //! - [`topic`]: topics, subscription patterns (`*`, `**`) and user ids.
+//! - [`event`]: an event as the hub keeps it: its id, targets and encoded frame.
+//! - [`publish`]: what a publisher asks for; validated and encoded before an id is assigned.
 //! - [`auth`]: tokens (JWT HS256/RS256/ES256), publish keys, and what a principal may do.
-//! - [`publish`]: what a publisher asks for; validated before an id is assigned.
-//! - `hub`: the engine: the publish sequencer, fan-out after durability, admission,
+//!
+//! One event, publish to socket:
+//! - `hub`: the engine: the publish sequencer, fan-out after durability, registration,
 //!   housekeeping (heartbeats, expiry), drain.
-//! - `registry`: who is connected and the index the fan-out walks.
-//! - `conn`: one subscriber's bounded queue and the response body that drains it (the hot path).
 //! - [`history`]: the replay log behind the [`HistoryStore`] trait: bounded in memory, or
 //!   durable on disk (fjall, group commit, per-topic and per-user indexes).
+//! - `registry`: who is connected and the index the fan-out walks.
+//! - `conn`: one subscriber's bounded queue: the one place that decides what a slow
+//!   subscriber gets.
+//!
+//! One subscription, request to last byte:
+//! - `admission`: who may do what: credentials, topic permission, limits, CORS, the `--dev`
+//!   Host guard; the one way a stream is admitted, whichever sink serves it.
+//! - `stream`: a stream's course (prelude, replay, live, retry-and-close) as a state machine
+//!   with no I/O.
+//! - `subscription`: a registered stream as a sink holds it: drives `stream`, reads replay
+//!   pages off the worker threads, drains the queue, unregisters on drop.
+//! - `sse_body`: the hyper sink (the embedded [`router`]).
+//! - `native`: the socket sink of [`serve`]: `GET /events` straight on the socket, no HTTP
+//!   buffers at rest, one write per wake-up (`send`, or `writev` for several frames), on a
+//!   writer runtime of its own.
+//!
+//! Serving:
 //! - `http`, `body`, `error`: routes, request bodies, the JSON error shape.
 //! - [`server`]: the accept loop with header timeouts and graceful shutdown.
+//! - `shutdown`: the "every stream has closed" signal a drain waits for.
 //! - `http_conns`: the bound on connections that are not event streams
 //!   (`--max-http-connections`): the oldest idle one makes room for a newcomer.
-//! - `native`: `GET /events` served straight on the socket (the stream path of [`serve`]):
-//!   no HTTP buffers at rest, one write per wake-up (`send`, or `writev` for several frames),
-//!   on a writer runtime of its own.
-//!
-//! Embedded through [`router`], streams go through hyper (`conn::SseBody`), which is heavier
-//! per connection but needs nothing from the host application beyond axum.
 //! - `metrics`: counters rendered for `/metrics`.
 //! - `fuzzing` (feature `fuzzing`): entry points of the fuzz targets in `fuzz/`.
 
+mod admission;
 pub mod auth;
 #[doc(hidden)]
 pub mod bench_support;
@@ -58,6 +73,10 @@ mod native;
 pub mod publish;
 mod registry;
 pub mod server;
+mod shutdown;
+mod sse_body;
+mod stream;
+mod subscription;
 pub mod topic;
 
 pub use config::{ConfigError, HubConfig};

@@ -2,30 +2,36 @@
 //!
 //! [`crate::serve`] reads each new connection's first request head itself (httparse). A
 //! `GET /events` is answered here: the response head and the stream's prelude go out in one
-//! write, and from then on the connection is a small task, an [`Arc<Conn>`] and a socket. No
+//! write, and from then on the connection is a small task, a `Subscription` and a socket. No
 //! HTTP buffers stay allocated while the stream idles, and every wake-up writes all pending
 //! frames with one write (`send` for one frame, `writev` for several). The body is delimited
 //! by the connection's end (`Connection: close`), so frames go to the socket exactly as
 //! encoded, with no chunk framing. Every other request (and every later request on a
 //! keep-alive connection) is handed to hyper with the bytes already read.
 
+mod head;
+
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::conn::{next_replay_chunk, CloseReason, Conn, Drained};
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use head::parse_head_for_fuzzing;
+pub(crate) use head::Rewind;
+use head::{parse_head, Head};
+
+use crate::admission::{add_cors, admit_stream, allowed_origin, CorsGrant};
 use crate::error::ApiError;
-use crate::http::{add_cors, allowed_origin, check_dev_host, open_subscription, CorsGrant};
 use crate::http_conns::HttpConn;
-use crate::hub::{Hub, Inner};
+use crate::hub::Hub;
+use crate::stream::RESPONSE_HEADERS;
+use crate::subscription::{Out, Subscription};
 
 /// Largest request head read natively; a longer one gets 431.
 const MAX_HEAD: usize = 16 * 1024;
@@ -59,15 +65,7 @@ pub(crate) async fn first_request(
                 serve_stream(hub, stream, peer, &uri, &headers).await;
                 return FirstRequest::Done;
             }
-            Head::Other => {
-                return FirstRequest::Http(
-                    Rewind {
-                        prefix: buf.freeze(),
-                        inner: stream,
-                    },
-                    slot,
-                )
-            }
+            Head::Other => return FirstRequest::Http(Rewind::new(buf.freeze(), stream), slot),
             Head::Partial if buf.len() >= MAX_HEAD => {
                 let err = ApiError::new(
                     axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -93,93 +91,38 @@ pub(crate) async fn first_request(
     }
 }
 
-/// The head parser, for the fuzz target (whether it took the native path).
-#[cfg(any(test, feature = "fuzzing"))]
-pub(crate) fn parse_head_for_fuzzing(buf: &[u8]) -> bool {
-    matches!(parse_head(buf), Head::Events { .. })
-}
-
-enum Head {
-    Events { uri: Uri, headers: HeaderMap },
-    Other,
-    Partial,
-}
-
-fn parse_head(buf: &[u8]) -> Head {
-    let mut raw = [httparse::EMPTY_HEADER; 64];
-    let mut req = httparse::Request::new(&mut raw);
-    match req.parse(buf) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => return Head::Partial,
-        // Let hyper give its own answer to what httparse refuses (too many headers, garbage).
-        Err(_) => return Head::Other,
-    }
-    let (Some("GET"), Some(path)) = (req.method, req.path) else {
-        return Head::Other;
-    };
-    if path.split('?').next() != Some("/events") {
-        return Head::Other;
-    }
-    let Ok(uri) = path.parse::<Uri>() else {
-        return Head::Other;
-    };
-    // Two differing Content-Length headers (request smuggling): hyper answers 400.
-    let mut lengths = req
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
-        .map(|h| h.value);
-    if let Some(first) = lengths.next() {
-        if lengths.any(|other| other != first) {
-            return Head::Other;
+/// Renders a response head: the status line, `headers`, and `Connection: close` (the body of
+/// every native answer ends with the connection).
+fn render_head(status: StatusCode, headers: &HeaderMap) -> String {
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    for (name, value) in headers {
+        if let Ok(v) = value.to_str() {
+            head.push_str(&format!("{name}: {v}\r\n"));
         }
     }
-    let mut headers = HeaderMap::with_capacity(req.headers.len());
-    for h in req.headers.iter() {
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(h.name.as_bytes()),
-            HeaderValue::from_bytes(h.value),
-        ) else {
-            return Head::Other;
-        };
-        headers.append(name, value);
-    }
-    Head::Events { uri, headers }
+    head.push_str("connection: close\r\n\r\n");
+    head
 }
 
 async fn write_error(
     stream: &mut TcpStream,
     err: &ApiError,
-    origin: Option<&CorsGrant>,
+    cors: Option<&CorsGrant>,
 ) -> std::io::Result<()> {
-    let body =
-        serde_json::json!({ "error": { "code": err.code, "message": err.message } }).to_string();
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
-        err.status.as_u16(),
-        err.status.canonical_reason().unwrap_or(""),
-        body.len()
-    );
-    if let Some(secs) = err.retry_after {
-        head.push_str(&format!("retry-after: {secs}\r\n"));
+    let body = err.body();
+    let mut headers = err.headers();
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    if let Some(grant) = cors {
+        add_cors(&mut headers, grant);
     }
-    push_cors(&mut head, origin);
-    head.push_str("\r\n");
-    head.push_str(&body);
-    stream.write_all(head.as_bytes()).await?;
+    let mut out = render_head(err.status, &headers);
+    out.push_str(&body);
+    stream.write_all(out.as_bytes()).await?;
     stream.shutdown().await
-}
-
-fn push_cors(head: &mut String, origin: Option<&CorsGrant>) {
-    let mut h = HeaderMap::new();
-    if let Some(origin) = origin {
-        add_cors(&mut h, origin);
-    }
-    for (name, value) in &h {
-        if let Ok(v) = value.to_str() {
-            head.push_str(&format!("{name}: {v}\r\n"));
-        }
-    }
 }
 
 async fn serve_stream(
@@ -189,153 +132,83 @@ async fn serve_stream(
     uri: &Uri,
     headers: &HeaderMap,
 ) {
-    let origin = allowed_origin(hub, headers);
-    let admitted = check_dev_host(hub, headers)
-        .and_then(|()| open_subscription(hub, headers, uri, Some(peer.ip())));
-    let subscribed = match admitted {
-        Ok(s) => s,
+    let cors = allowed_origin(hub, headers);
+    let mut sub = match admit_stream(hub, headers, uri, Some(peer.ip())) {
+        Ok(sub) => sub,
         Err(err) => {
-            let _ = write_error(&mut stream, &err, origin.as_ref()).await;
+            let _ = write_error(&mut stream, &err, cors.as_ref()).await;
             return;
         }
     };
-    let conn = subscribed.conn;
-    let guard = Unregister {
-        hub: Arc::clone(&hub.inner),
-        conn: Arc::clone(&conn),
-    };
-    let mut head = String::from(
-        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nx-accel-buffering: no\r\nconnection: close\r\n",
-    );
-    push_cors(&mut head, origin.as_ref());
-    head.push_str("\r\n");
-    let mut first = BytesMut::with_capacity(head.len() + subscribed.prelude.len());
-    first.extend_from_slice(head.as_bytes());
-    first.extend_from_slice(&subscribed.prelude);
-    let first = first.freeze();
-    let replay = subscribed.replay;
+    let mut response = HeaderMap::with_capacity(RESPONSE_HEADERS.len() + 4);
+    for (name, value) in RESPONSE_HEADERS {
+        response.insert(name, HeaderValue::from_static(value));
+    }
+    if let Some(grant) = &cors {
+        add_cors(&mut response, grant);
+    }
+    sub.prefix(render_head(StatusCode::OK, &response).as_bytes());
     let Some(writers) = hub.inner.writers() else {
-        return run_stream(guard, stream, first, replay).await;
+        return run_stream(sub, stream).await;
     };
     // Streams live on the writer runtime, so a burst of writes never queues ahead of the
     // publish requests that feed them (publishers stay fast, and writes batch up).
-    match stream.into_std() {
-        Ok(std) => {
-            writers.spawn(async move {
-                if let Ok(stream) = TcpStream::from_std(std) {
-                    run_stream(guard, stream, first, replay).await;
-                }
-            });
-        }
-        Err(_) => drop(guard),
+    if let Ok(std) = stream.into_std() {
+        writers.spawn(async move {
+            if let Ok(stream) = TcpStream::from_std(std) {
+                run_stream(sub, stream).await;
+            }
+        });
     }
 }
 
-async fn run_stream(
-    guard: Unregister,
-    mut stream: TcpStream,
-    first: Bytes,
-    replay: Option<(crate::event::EventId, crate::event::EventId)>,
-) {
-    let _ = stream_loop(&guard.hub, &guard.conn, &mut stream, first, replay).await;
-    let _ = stream.shutdown().await;
-    drop(guard);
-}
-
-/// Unregisters the subscriber however its task ends.
-struct Unregister {
-    hub: Arc<Inner>,
-    conn: Arc<Conn>,
-}
-
-impl Drop for Unregister {
-    fn drop(&mut self) {
-        self.hub.unregister(&self.conn);
-    }
-}
-
-/// The hot path of one subscriber: wait for frames, write them all at once, repeat.
-async fn stream_loop(
-    hub: &Arc<Inner>,
-    conn: &Arc<Conn>,
-    stream: &mut TcpStream,
-    first: Bytes,
-    mut replay: Option<(crate::event::EventId, crate::event::EventId)>,
-) -> std::io::Result<()> {
-    write_counted(hub, stream, first).await?;
-    while replay.is_some() {
-        match read_replay_page(hub, conn, &mut replay) {
-            Some(chunk) => write_counted(hub, stream, chunk).await?,
-            None => break,
-        }
-    }
-    // Heartbeats and token expiry come from the hub's housekeeping task through the queue,
-    // so an idle stream here is one parked task: no timer of its own.
-    let mut pending: VecDeque<Bytes> = VecDeque::new();
+/// The hot path of one subscriber: wait for something to write, write it all at once, repeat.
+/// Heartbeats and token expiry come from the hub's housekeeping task through the queue, so an
+/// idle stream here is one parked task with no timer of its own. The subscriber is
+/// unregistered when `sub` drops, however this ends.
+async fn run_stream(mut sub: Subscription, mut stream: TcpStream) {
+    let mut frames: VecDeque<Bytes> = VecDeque::new();
     loop {
-        let step = std::future::poll_fn(|cx| poll_step(conn, stream, cx, &mut pending)).await;
-        match step {
-            Step::Write(bytes) => {
-                hub.metrics.bytes_sent.add(bytes as u64);
-                write_all_vectored(stream, &mut pending).await?;
-            }
-            Step::Closed(CloseReason::Shutdown { retry_ms }) => {
-                return write_counted(hub, stream, tidings_wire::encode_retry(retry_ms)).await;
-            }
-            Step::Closed(_) | Step::PeerGone => return Ok(()),
+        let next = std::future::poll_fn(|cx| poll_next(&mut sub, &stream, cx, &mut frames)).await;
+        let written = match next {
+            Next::Write(Out::Chunk(chunk)) => stream.write_all(&chunk).await,
+            Next::Write(Out::Frames(_)) => write_all_vectored(&stream, &mut frames).await,
+            Next::End => break,
+        };
+        if written.is_err() {
+            break;
         }
     }
+    let _ = stream.shutdown().await;
 }
 
-/// A replay page may come from disk: on a multi-threaded runtime the read tells the runtime it
-/// blocks, so other streams move to another thread meanwhile.
-fn read_replay_page(
-    hub: &Inner,
-    conn: &Conn,
-    replay: &mut Option<(crate::event::EventId, crate::event::EventId)>,
-) -> Option<Bytes> {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    if Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread) {
-        tokio::task::block_in_place(|| next_replay_chunk(hub, conn, replay))
-    } else {
-        next_replay_chunk(hub, conn, replay)
-    }
+enum Next {
+    Write(Out),
+    End,
 }
 
-enum Step {
-    Write(usize),
-    Closed(CloseReason),
-    PeerGone,
-}
-
-/// Ready when frames are queued, the stream was closed, or the client went away (it sends
-/// nothing after its request, so readable means EOF, an error, or bytes to ignore).
-fn poll_step(
-    conn: &Conn,
+/// Ready when there is something to write, when the stream is over, or when the client went
+/// away (it sends nothing after its request, so readable means EOF, an error, or bytes to
+/// ignore).
+fn poll_next(
+    sub: &mut Subscription,
     stream: &TcpStream,
     cx: &mut Context<'_>,
-    pending: &mut VecDeque<Bytes>,
-) -> Poll<Step> {
-    match conn.poll_drain(cx, pending) {
-        Poll::Ready(Drained::Frames(bytes)) => return Poll::Ready(Step::Write(bytes)),
-        Poll::Ready(Drained::Closed(reason)) => return Poll::Ready(Step::Closed(reason)),
-        Poll::Pending => {}
+    frames: &mut VecDeque<Bytes>,
+) -> Poll<Next> {
+    if let Poll::Ready(out) = sub.poll_next(cx, frames) {
+        return Poll::Ready(out.map_or(Next::End, Next::Write));
     }
     while stream.poll_read_ready(cx).is_ready() {
         let mut scratch = [0u8; 64];
         match stream.try_read(&mut scratch) {
-            Ok(0) => return Poll::Ready(Step::PeerGone),
+            Ok(0) => return Poll::Ready(Next::End),
             Ok(_) => continue,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-            Err(_) => return Poll::Ready(Step::PeerGone),
+            Err(_) => return Poll::Ready(Next::End),
         }
     }
     Poll::Pending
-}
-
-async fn write_counted(hub: &Inner, stream: &mut TcpStream, chunk: Bytes) -> std::io::Result<()> {
-    hub.metrics.bytes_sent.add(chunk.len() as u64);
-    stream.write_all(&chunk).await
 }
 
 /// Writes every frame in `frames` with as few `writev` calls as the socket allows.
@@ -389,54 +262,6 @@ fn consume(frames: &mut VecDeque<Bytes>, mut written: usize) {
     }
 }
 
-/// A socket whose first bytes were already read: they are replayed to hyper first.
-pub(crate) struct Rewind {
-    prefix: Bytes,
-    inner: TcpStream,
-}
-
-impl AsyncRead for Rewind {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Rewind {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -487,29 +312,5 @@ mod tests {
         let mut q = frames(&["ab", "cd", "ef"]);
         consume(&mut q, 4);
         assert_eq!(q, frames(&["ef"]));
-    }
-
-    #[test]
-    fn only_get_events_takes_the_native_path() {
-        let events = b"GET /events?topic=a HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 7\r\n\r\n";
-        match parse_head(events) {
-            Head::Events { uri, headers } => {
-                assert_eq!(uri.query(), Some("topic=a"));
-                assert_eq!(headers.get("last-event-id").unwrap(), "7");
-            }
-            _ => panic!("GET /events must be native"),
-        }
-        for other in [
-            &b"POST /events HTTP/1.1\r\n\r\n"[..],
-            b"GET /eventsx HTTP/1.1\r\n\r\n",
-            b"GET /publish HTTP/1.1\r\n\r\n",
-            b"\x16\x03\x01 garbage\r\n\r\n",
-        ] {
-            assert!(matches!(parse_head(other), Head::Other), "{other:?}");
-        }
-        assert!(matches!(
-            parse_head(b"GET /events HTTP/1.1\r\nHo"),
-            Head::Partial
-        ));
     }
 }

@@ -101,12 +101,7 @@ pub async fn serve(
     }
     drop(listener);
     hub.drain();
-    let streams_closed = async {
-        while hub.connection_count() > 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    let drained = async { tokio::join!(graceful.shutdown(), streams_closed) };
+    let drained = async { tokio::join!(graceful.shutdown(), hub.streams_closed()) };
     if tokio::time::timeout(hub.config().shutdown_timeout, drained)
         .await
         .is_err()

@@ -124,6 +124,10 @@ impl HistoryStore for MemoryStore {
             .collect())
     }
 
+    fn reads_block(&self) -> bool {
+        false
+    }
+
     fn bounds(&self) -> Bounds {
         self.expire(super::unix_ms());
         let ring = self.inner.read();

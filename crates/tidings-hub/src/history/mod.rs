@@ -88,6 +88,12 @@ pub trait HistoryStore: Send + Sync + 'static {
     /// Number of events and bytes retained, for metrics.
     fn size(&self) -> (usize, usize);
 
+    /// Whether [`HistoryStore::read`] may block on I/O. The hub then reads replay pages on the
+    /// runtime's blocking pool instead of a worker thread.
+    fn reads_block(&self) -> bool {
+        true
+    }
+
     /// Appends the store's own metric families (Prometheus text) to `/metrics`.
     fn render_metrics(&self, _out: &mut String) {}
 }

@@ -9,6 +9,7 @@ use super::{Hub, SubscribeSpec};
 use crate::config::HubConfig;
 use crate::conn::{Conn, Drained};
 use crate::publish::Publish;
+use crate::subscription::Subscription;
 use crate::topic::Pattern;
 
 /// A stream's writer as the fan-out sees it: counts its wake-ups, and notes whether the
@@ -41,8 +42,8 @@ impl Wake for Writer {
 }
 
 /// `n` parked subscribers of topic `t`, each with its own counting writer.
-fn parked_streams(hub: &Hub, n: usize) -> (Vec<Arc<Conn>>, Vec<Arc<Writer>>) {
-    let mut conns = Vec::new();
+fn parked_streams(hub: &Hub, n: usize) -> (Vec<Subscription>, Vec<Arc<Writer>>) {
+    let mut subs = Vec::new();
     let mut writers = Vec::new();
     for _ in 0..n {
         let spec = SubscribeSpec {
@@ -52,20 +53,22 @@ fn parked_streams(hub: &Hub, n: usize) -> (Vec<Arc<Conn>>, Vec<Arc<Writer>>) {
             exp: None,
             last_event_id: None,
         };
-        let conn = hub.inner.subscribe(spec).expect("under the limits").conn;
+        let sub = hub.inner.subscribe(spec).expect("under the limits");
         let writer = Arc::new(Writer::default());
         let waker = Waker::from(Arc::clone(&writer));
         let mut out = std::collections::VecDeque::new();
-        assert!(conn
+        assert!(sub
+            .conn()
             .poll_drain(&mut Context::from_waker(&waker), &mut out)
             .is_pending());
-        conns.push(conn);
+        subs.push(sub);
         writers.push(writer);
     }
+    let conns: Vec<Arc<Conn>> = subs.iter().map(|s| Arc::clone(s.conn())).collect();
     for writer in &writers {
         let _ = writer.wave.set(conns.clone());
     }
-    (conns, writers)
+    (subs, writers)
 }
 
 fn hub(n: usize) -> Hub {
@@ -100,7 +103,8 @@ async fn a_wave_is_woken_on_the_writer_runtime_after_all_of_it_is_queued() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    for (writer, conn) in writers.iter().zip(&conns) {
+    for (writer, sub) in writers.iter().zip(&conns) {
+        let conn = sub.conn();
         assert_eq!(
             writer.wakes.load(Ordering::SeqCst),
             1,
@@ -170,9 +174,9 @@ async fn a_closed_stream_leaves_the_token_expiry_index() {
             exp: Some(far),
             last_event_id: None,
         };
-        let conn = hub.inner.subscribe(spec).expect("under the limits").conn;
+        let sub = hub.inner.subscribe(spec).expect("under the limits");
         assert_eq!(hub.inner.expiring_len(), 1);
-        hub.inner.unregister(&conn);
+        drop(sub);
     }
     assert_eq!(hub.inner.expiring_len(), 0);
 }
