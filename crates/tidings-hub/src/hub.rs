@@ -10,7 +10,6 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::task::Waker;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
@@ -18,11 +17,11 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::auth::{AuthConfig, Authenticator};
 use crate::config::{ConfigError, HubConfig};
-use crate::conn::{CloseReason, Conn, Enqueued};
+use crate::conn::{CloseReason, Conn};
 use crate::event::{EventId, StoredEvent};
 use crate::history::{HistoryStore, MemoryStore};
 use crate::metrics::{Gauges, Metrics};
-use crate::publish::{wire_event, Prepared, Publish, PublishError, PublishLimits, Published};
+use crate::publish::{Prepared, Publish, PublishError, PublishLimits, Published};
 use crate::registry::{Limit, Limits, Registry};
 use crate::shutdown::OpenStreams;
 use crate::stream::Stream;
@@ -60,6 +59,8 @@ pub(crate) struct Inner {
     draining: AtomicBool,
     next_key: AtomicU64,
     heartbeat_frame: Bytes,
+    /// Durable batches waiting to be fanned out (see `fanout`).
+    fanout: fanout::FanoutQueue,
     /// Where the streams' writers run, if not on the caller's runtime.
     writers: RwLock<Option<tokio::runtime::Handle>>,
     /// The non-stream connections of `serve`, while it runs (for `/metrics`).
@@ -144,6 +145,7 @@ impl Hub {
             draining: AtomicBool::new(false),
             next_key: AtomicU64::new(1),
             heartbeat_frame: Bytes::from_static(b": heartbeat\n\n"),
+            fanout: fanout::FanoutQueue::new(tokio::runtime::Handle::current()),
             writers: RwLock::new(None),
             http_conns: RwLock::new(None),
             config,
@@ -254,113 +256,37 @@ impl Inner {
     }
 
     /// Assigns ids and hands the events to the store; the receiver resolves once they are
-    /// durable and fanned out.
+    /// durable and fanned out. Budget under the sequencer's lock: an id and 16 digits written
+    /// per event, and the store's append (which only queues for the disk store).
     fn publish(self: Arc<Self>, batch: Vec<Prepared>) -> Result<PublishReceiver, PublishError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let published_ms = u64::try_from(unix_now().as_millis()).unwrap_or(u64::MAX);
         let mut last = self.sequencer.lock();
         if self.is_draining() {
             return Err(PublishError::Draining);
         }
-        let mut events = Vec::with_capacity(batch.len());
-        let published_ms = u64::try_from(unix_now().as_millis()).unwrap_or(u64::MAX);
         let mut id = *last;
-        for p in batch {
-            id = id.next();
-            let id_text = id.to_string();
-            let frame = wire_event(&id_text, p.event.as_deref(), &p.data, p.retry)
-                .encode()
-                .map_err(|e| PublishError::Invalid(e.to_string()))?;
-            events.push(Arc::new(StoredEvent {
-                id,
-                topics: p.topics,
-                users: p.users,
-                broadcast: p.broadcast,
-                published_ms,
-                frame,
-            }));
-        }
+        let events: Vec<Arc<StoredEvent>> = batch
+            .into_iter()
+            .map(|p| {
+                id = id.next();
+                Arc::new(p.stamp(id, published_ms))
+            })
+            .collect();
         *last = id;
         let hub = Arc::clone(&self);
         let fan_out = events.clone();
         self.history.append(
             events,
-            Box::new(move |result| {
-                let out = result
-                    .map(|()| hub.fan_out(&fan_out))
-                    .map_err(PublishError::from);
-                let _ = tx.send(out);
+            Box::new(move |result| match result {
+                Ok(()) => hub.durable(fan_out, tx),
+                Err(err) => {
+                    let _ = tx.send(Err(PublishError::from(err)));
+                }
             }),
         );
         drop(last);
         Ok(rx)
-    }
-
-    /// Queues durable events to their subscribers, in id order. The one place fan-out happens.
-    fn fan_out(&self, events: &[Arc<StoredEvent>]) -> Vec<Published> {
-        let mut wakes = Vec::new();
-        let mut fanned_out = self.fanned_out.lock();
-        let registry = self.registry.read();
-        let mut out = Vec::with_capacity(events.len());
-        for event in events {
-            let mut delivered = 0usize;
-            registry.fanout(event, |conn| {
-                match conn.enqueue(event.id, &event.frame, &mut wakes) {
-                    Enqueued::Queued => delivered += 1,
-                    Enqueued::Skipped => {}
-                    Enqueued::Overflow => self.metrics.slow_consumer_disconnects.inc(),
-                }
-            });
-            self.metrics.events_delivered.add(delivered as u64);
-            out.push(Published {
-                id: event.id.to_string(),
-                delivered,
-            });
-            *fanned_out = (*fanned_out).max(event.id);
-        }
-        drop(registry);
-        drop(fanned_out);
-        self.wake_writers(wakes);
-        self.metrics.events_published.add(out.len() as u64);
-        out
-    }
-
-    /// Wakes the streams a fan-out queued to, once the whole wave is queued.
-    ///
-    /// With a writer runtime (`serve`), one task on it does the waking: a stream woken from
-    /// inside the runtime goes to that worker's local queue and the other workers steal from
-    /// it, where a wake from here would go through the runtime's shared queue and unpark a
-    /// writer that then preempts this thread after every few streams (measured: the fan-out
-    /// and a writer taking turns on one core for the first 1-2 ms of a 1,000-stream wave).
-    /// A few wakes are cheaper done here than a spawned task.
-    fn wake_writers(&self, wakes: Vec<Waker>) {
-        const INLINE: usize = 4;
-        let writers = self.writers.read();
-        match &*writers {
-            Some(writers) if wakes.len() > INLINE => {
-                writers.spawn(async move {
-                    for waker in wakes {
-                        waker.wake();
-                    }
-                });
-            }
-            _ => {
-                drop(writers);
-                for waker in wakes {
-                    waker.wake();
-                }
-            }
-        }
-    }
-
-    /// The runtime the native streams run on, while `serve` runs.
-    pub fn set_writers(&self, writers: Option<tokio::runtime::Handle>) {
-        *self.writers.write() = writers;
-    }
-
-    /// The writer runtime, if `serve` runs one: where a new native stream is started, and
-    /// where `wake_writers` wakes a wave.
-    pub fn writers(&self) -> Option<tokio::runtime::Handle> {
-        self.writers.read().clone()
     }
 
     /// Admits and registers a subscriber, deciding where its replay ends and its live queue
@@ -542,5 +468,6 @@ async fn housekeeping(hub: Weak<Inner>) {
     }
 }
 
+mod fanout;
 #[cfg(test)]
 mod tests;

@@ -7,8 +7,10 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use bytes::BytesMut;
 use serde::Serialize;
 
+use crate::event::{EventId, StoredEvent};
 use crate::topic::{validate_topic, validate_user, TopicError};
 
 /// The data of an event.
@@ -135,16 +137,17 @@ impl Publish {
                 )));
             }
         }
-        let data = match self.payload {
-            Payload::Json(s) | Payload::Text(s) => s,
+        let data = match &self.payload {
+            Payload::Json(s) | Payload::Text(s) => s.as_str(),
         };
-        // Every id is 16 digits, so the size measured with a stand-in id is exact.
-        let probe = wire_event("0000000000000000", event.as_deref(), &data, self.retry);
-        probe
-            .encode_check()
+        // Encoded here, once, outside the sequencer's lock, with a stand-in id the sequencer
+        // overwrites in place. Ids have 16 digits, so the size measured now is the size sent.
+        let wire = wire_event(ID_PLACEHOLDER, event.as_deref(), data, self.retry);
+        let mut frame = BytesMut::new();
+        wire.encode_into(&mut frame)
             .map_err(|e| PublishError::Invalid(e.to_string()))?;
         let names: usize = topics.iter().chain(users.iter()).map(|n| n.len()).sum();
-        let size = probe.encoded_len() + names;
+        let size = frame.len() + names;
         if size > limits.max_event_bytes {
             return Err(PublishError::TooLarge {
                 size,
@@ -155,12 +158,15 @@ impl Publish {
             topics,
             users,
             broadcast: self.broadcast,
-            event,
-            data,
-            retry: self.retry,
+            frame,
         })
     }
 }
+
+/// The id a frame is encoded with before it has one. Every frame starts with its id line.
+const ID_PLACEHOLDER: &str = "0000000000000000";
+/// Where the id's digits sit in a frame: after `id: `.
+const ID_DIGITS: std::ops::Range<usize> = 4..4 + ID_PLACEHOLDER.len();
 
 /// The bounds a publish is checked against (from [`crate::HubConfig`]).
 #[derive(Debug, Clone, Copy)]
@@ -210,18 +216,61 @@ fn dedup(
     Ok(out.into())
 }
 
-/// A publish that passed validation and waits for its id.
+/// A publish that passed validation, encoded, waiting for its id.
 #[derive(Debug)]
 pub(crate) struct Prepared {
-    pub topics: Box<[Arc<str>]>,
-    pub users: Box<[Arc<str>]>,
-    pub broadcast: bool,
-    pub event: Option<String>,
-    pub data: String,
-    pub retry: Option<u64>,
+    topics: Box<[Arc<str>]>,
+    users: Box<[Arc<str>]>,
+    broadcast: bool,
+    /// The frame, with [`ID_PLACEHOLDER`] for its id.
+    frame: BytesMut,
 }
 
-pub(crate) fn wire_event<'a>(
+impl Prepared {
+    /// The event with its id: the sequencer's whole share of the work is writing the id's
+    /// digits over the stand-in (no encoding, no allocation under its lock).
+    pub fn stamp(self, id: EventId, published_ms: u64) -> StoredEvent {
+        let mut frame = self.frame;
+        let mut digits = [0u8; 20];
+        let text = decimal(id.as_u64(), &mut digits);
+        let frame = if text.len() <= ID_PLACEHOLDER.len() {
+            let at = &mut frame[ID_DIGITS];
+            at.fill(b'0');
+            at[ID_PLACEHOLDER.len() - text.len()..].copy_from_slice(text);
+            frame.freeze()
+        } else {
+            // Past 16 digits (the year 2286): splice a longer id line in.
+            let mut longer = BytesMut::with_capacity(frame.len() + text.len());
+            longer.extend_from_slice(b"id: ");
+            longer.extend_from_slice(text);
+            longer.extend_from_slice(&frame[ID_DIGITS.end..]);
+            longer.freeze()
+        };
+        StoredEvent::new(
+            id,
+            self.topics,
+            self.users,
+            self.broadcast,
+            published_ms,
+            frame,
+        )
+    }
+}
+
+/// `n` in decimal, written at the end of `buf`.
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
+}
+
+fn wire_event<'a>(
     id: &'a str,
     event: Option<&'a str>,
     data: &'a str,
@@ -235,17 +284,6 @@ pub(crate) fn wire_event<'a>(
         ev = ev.with_retry(r);
     }
     ev
-}
-
-trait EncodeCheck {
-    fn encode_check(&self) -> Result<(), tidings_wire::EncodeError>;
-}
-
-impl EncodeCheck for tidings_wire::Event<'_> {
-    fn encode_check(&self) -> Result<(), tidings_wire::EncodeError> {
-        let mut sink = bytes::BytesMut::with_capacity(self.encoded_len());
-        self.encode_into(&mut sink)
-    }
 }
 
 /// What happened to one published event.
@@ -299,4 +337,68 @@ pub enum PublishError {
     /// The history store refused the events.
     #[error(transparent)]
     History(#[from] crate::history::StoreError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: PublishLimits = PublishLimits {
+        max_event_bytes: 1 << 20,
+        max_targets: 64,
+    };
+
+    /// The frame the wire crate encodes for this event with this id.
+    fn encoded(id: &str, event: Option<&str>, data: &str, retry: Option<u64>) -> bytes::Bytes {
+        wire_event(id, event, data, retry)
+            .encode()
+            .expect("a valid event")
+    }
+
+    #[test]
+    fn a_stamped_frame_is_the_frame_encoded_with_its_id() {
+        let prepared = Publish::to_topic("t")
+            .event("order.paid")
+            .text("line one\nline two")
+            .retry(2500)
+            .prepare(&LIMITS)
+            .expect("valid");
+        let id = EventId::from_u64(1_790_000_000_000_042);
+        let event = prepared.stamp(id, 7);
+        assert_eq!(
+            event.frame(),
+            &encoded(
+                "1790000000000042",
+                Some("order.paid"),
+                "line one\nline two",
+                Some(2500)
+            )
+        );
+        assert_eq!(event.id(), id);
+        assert_eq!(event.published_ms(), 7);
+    }
+
+    #[test]
+    fn short_and_long_ids_are_stamped_as_the_id_displays() {
+        for n in [
+            0,
+            1,
+            42,
+            9_999_999_999_999_999,
+            10_000_000_000_000_000,
+            u64::MAX,
+        ] {
+            let id = EventId::from_u64(n);
+            let prepared = Publish::to_topic("t")
+                .json(&1)
+                .expect("json")
+                .prepare(&LIMITS)
+                .expect("valid");
+            assert_eq!(
+                prepared.stamp(id, 0).frame(),
+                &encoded(&id.to_string(), None, "1", None),
+                "{n}"
+            );
+        }
+    }
 }
