@@ -5,7 +5,6 @@
 
 mod cmd;
 mod limits;
-mod units;
 
 use clap::{Parser, Subcommand};
 

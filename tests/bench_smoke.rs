@@ -1,6 +1,7 @@
-//! `tidings bench` runs each mode end to end against the real hub (`tidings serve --memory
-//! --dev`), with tiny numbers: seconds, not minutes. These check that the modes work and
-//! report what they promise, never how fast anything is.
+//! `tidings bench` (which runs the tidings-bench binary built beside `tidings`) takes each mode
+//! end to end against the real hub (`tidings serve --memory --dev`), with tiny numbers:
+//! seconds, not minutes. These check that the modes work and report what they promise, never
+//! how fast anything is.
 
 mod support;
 

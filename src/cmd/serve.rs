@@ -17,7 +17,7 @@ use tidings_hub::auth::{mint_hs256, TokenSpec};
 use tidings_hub::history::{DiskOptions, DiskStore, Durability, HistoryStore as _, Retention};
 use tidings_hub::{Hub, HubConfig};
 
-use crate::units::{parse_duration, parse_size};
+use tidings_hub::units::{parse_duration, parse_size};
 
 /// Options of `tidings serve`. Each is also `TIDINGS_<NAME>` and a key of the `--config` file.
 #[derive(Debug, Default, clap::Args, Deserialize)]

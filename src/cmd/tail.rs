@@ -44,7 +44,7 @@ pub struct TailArgs {
     #[arg(long)]
     pub comments: bool,
     /// Reconnect when no byte arrives for this long (e.g. 45s); off by default
-    #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = tidings_hub::units::parse_duration)]
     pub read_timeout: Option<Duration>,
     /// Give up after this many connection attempts in a row that fail
     #[arg(long, value_name = "N")]

@@ -32,7 +32,7 @@ pub struct TokenArgs {
     pub admin: bool,
     /// How long the token lives: seconds (`90`, `0.5`) or `500ms`, `30s`, `5m`, `1h`, `7d`.
     #[arg(long, value_name = "DURATION", default_value = "1h",
-          value_parser = crate::units::parse_duration)]
+          value_parser = tidings_hub::units::parse_duration)]
     pub ttl: Duration,
 }
 

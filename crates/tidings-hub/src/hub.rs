@@ -276,16 +276,21 @@ impl Inner {
         *last = id;
         let hub = Arc::clone(&self);
         let fan_out = events.clone();
-        self.history.append(
-            events,
-            Box::new(move |result| match result {
-                Ok(()) => hub.durable(fan_out, tx),
-                Err(err) => {
-                    let _ = tx.send(Err(PublishError::from(err)));
-                }
-            }),
-        );
+        let run_here = self.append_inline(|| {
+            self.history.append(
+                events,
+                Box::new(move |result| match result {
+                    Ok(()) => hub.durable(fan_out, tx),
+                    Err(err) => {
+                        let _ = tx.send(Err(PublishError::from(err)));
+                    }
+                }),
+            )
+        });
         drop(last);
+        if run_here {
+            self.run_fanout();
+        }
         Ok(rx)
     }
 

@@ -21,6 +21,7 @@
 //! - [`event`]: an event as the hub keeps it: its id, targets and encoded frame.
 //! - [`publish`]: what a publisher asks for; validated and encoded before an id is assigned.
 //! - [`auth`]: tokens (JWT HS256/RS256/ES256), publish keys, and what a principal may do.
+//! - [`units`]: durations and sizes as users write them (`500ms`, `64KiB`).
 //!
 //! One event, publish to socket:
 //! - `hub`: the engine: the publish sequencer, fan-out after durability, registration,
@@ -51,10 +52,11 @@
 //!   (`--max-http-connections`): the oldest idle one makes room for a newcomer.
 //! - `metrics`: counters rendered for `/metrics`.
 //! - `fuzzing` (feature `fuzzing`): entry points of the fuzz targets in `fuzz/`.
+//! - `bench_support` (feature `bench-support`): socket-less subscribers for `benches/fanout.rs`.
 
 mod admission;
 pub mod auth;
-#[doc(hidden)]
+#[cfg(feature = "bench-support")]
 pub mod bench_support;
 mod body;
 pub mod config;
@@ -78,6 +80,7 @@ mod sse_body;
 mod stream;
 mod subscription;
 pub mod topic;
+pub mod units;
 
 pub use config::{ConfigError, HubConfig};
 pub use history::{HistoryStore, MemoryStore};

@@ -3,9 +3,11 @@
 //! A store reports batches durable in append order, from wherever it runs: inline under the
 //! sequencer's lock (the memory store) or on its flusher thread (the disk store, between two
 //! group commits). Neither is a place for a wave of thousands of enqueues, so the report only
-//! queues the batch here ([`Inner::durable`]); one runner task on the hub's runtime takes every
-//! batch queued so far and fans them out in one pass (one lock, one round of wake-ups), in the
-//! order they came. At most one runner exists at a time, which keeps the order.
+//! queues the batch here ([`Inner::durable`]); one runner takes every batch queued so far and
+//! fans them out in one pass (one lock, one round of wake-ups), in the order they came. At most
+//! one runner exists at a time, which keeps the order. The runner is the publisher's own task
+//! once it has left the sequencer (inline reports), or a task spawned on the hub's runtime
+//! (reports from a flusher thread).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -46,7 +48,26 @@ impl FanoutQueue {
     }
 }
 
+thread_local! {
+    /// Set while this thread appends under the sequencer (see [`Inner::append_inline`]): a
+    /// store that reports durability inline (the memory store) reports it here.
+    static APPENDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// A runner is due on this thread once the sequencer's lock is released.
+    static RUN_AFTER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 impl Inner {
+    /// Runs `append` (the store's append, under the sequencer's lock); returns whether this
+    /// thread must now run the fan-out itself, once it has released the lock. A store that
+    /// reports inline thus has its batches fanned out by the publisher's own task, with no
+    /// hop to another task; one that reports from its own thread has a runner spawned.
+    pub(super) fn append_inline(&self, append: impl FnOnce()) -> bool {
+        APPENDING.with(|a| a.set(true));
+        append();
+        APPENDING.with(|a| a.set(false));
+        RUN_AFTER.with(|r| r.replace(false))
+    }
+
     /// A batch is durable: queue it for the runner, starting one if none runs. Called by the
     /// store, in append order.
     pub(super) fn durable(self: &Arc<Self>, events: Vec<Arc<StoredEvent>>, reply: Reply) {
@@ -55,14 +76,19 @@ impl Inner {
             st.batches.push_back((events, reply));
             !std::mem::replace(&mut st.running, true)
         };
-        if start {
+        if !start {
+            return;
+        }
+        if APPENDING.with(|a| a.get()) {
+            RUN_AFTER.with(|r| r.set(true));
+        } else {
             let hub = Arc::clone(self);
             self.fanout.runtime.spawn(async move { hub.run_fanout() });
         }
     }
 
     /// The runner: fans out what is queued, pass after pass, until nothing is.
-    fn run_fanout(&self) {
+    pub(super) fn run_fanout(&self) {
         loop {
             let pass: Vec<_> = {
                 let mut st = self.fanout.state.lock();

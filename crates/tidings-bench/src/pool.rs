@@ -29,7 +29,8 @@ pub struct Pool {
 impl Pool {
     /// Starts one worker per spec.
     pub async fn spawn(specs: Vec<WorkerSpec>) -> anyhow::Result<Pool> {
-        let exe = std::env::current_exe().context("finding the tidings binary to re-execute")?;
+        let exe =
+            std::env::current_exe().context("finding the tidings-bench binary to re-execute")?;
         let (sender, reports) = mpsc::unbounded_channel();
         let mut pool = Pool {
             children: Vec::new(),
@@ -41,7 +42,7 @@ impl Pool {
         };
         for (index, spec) in specs.iter().enumerate() {
             let mut child = tokio::process::Command::new(&exe)
-                .args(["bench", "--worker"])
+                .arg("--worker")
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())

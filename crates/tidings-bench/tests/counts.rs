@@ -18,7 +18,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_tidings");
+const BINARY: &str = env!("CARGO_BIN_EXE_tidings-bench");
 const SUBSCRIBERS: u64 = 6;
 const EVENTS: u64 = 60;
 const REFUSED: u64 = 13;
@@ -167,7 +167,7 @@ async fn bench_against_fake(parse: &'static str) -> Value {
     let addr = start_fake_hub().await;
     let output = tokio::task::spawn_blocking(move || {
         Command::new(BINARY)
-            .args(["bench", "fanout", "--preset", "naive-axum", "--quiet"])
+            .args(["fanout", "--preset", "naive-axum", "--quiet"])
             .args(["--url", &format!("http://{addr}")])
             .args(["-n", &SUBSCRIBERS.to_string(), "-k", &EVENTS.to_string()])
             .args([

@@ -1,4 +1,5 @@
-//! `tidings bench`: a load generator for SSE hubs, Tidings or any other.
+//! `tidings-bench` (also run as `tidings bench`): a load generator for SSE hubs, Tidings or any
+//! other.
 //!
 //! It opens many subscriptions, publishes events that carry a sequence number and a send
 //! timestamp, and reports what a user of the hub would feel: memory per idle connection,
@@ -39,10 +40,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context as _};
 use hdrhistogram::Histogram;
 
-use crate::units::parse_duration;
 use http1::{header_lines, Endpoint, Template};
 pub use protocol::ReceiveTime;
 pub use scan::ParseMode;
+use tidings_hub::units::parse_duration;
 
 /// What to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
