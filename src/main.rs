@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the hub.
-    Serve(Box<cmd::serve::ServeOptions>),
+    Serve(Box<cmd::serve::ServeArgs>),
     /// Load-test an SSE hub: idle memory, fan-out throughput and latency, lost events.
     Bench(Box<cmd::bench::BenchArgs>),
     /// Publish one event to a running hub.

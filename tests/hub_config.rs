@@ -304,3 +304,72 @@ async fn writer_threads_are_pinned_one_per_cpu_unless_told_not_to() {
         }
     }
 }
+
+/// `tidings serve --print-config` with these flags and variables: the line of `key`.
+fn printed(args: &[&str], env: &[(&str, &str)], key: &str) -> String {
+    let mut cmd = std::process::Command::new(BINARY);
+    cmd.args(["serve", "--print-config"]).args(args);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("TIDINGS_")) {
+        cmd.env_remove(k);
+    }
+    cmd.envs(env.iter().copied());
+    let out = cmd.output().expect("run serve --print-config");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "serve --print-config {args:?} {env:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{key} = ")) || l == &format!("# {key} is not set"))
+        .unwrap_or_else(|| panic!("no {key} in {stdout}"))
+        .to_owned()
+}
+
+#[test]
+fn every_option_is_reachable_from_a_flag_a_variable_and_the_file_and_is_documented() {
+    let reference = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/CONFIG.md"))
+        .expect("docs/CONFIG.md");
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("key.pem");
+    std::fs::write(&pem, "not checked until the hub starts").unwrap();
+    let pem = pem.to_str().unwrap();
+    let file = dir.path().join("tidings.toml");
+    let mut undocumented = Vec::new();
+    for option in tidings_hub::config::OPTIONS {
+        let example = if option.name == "jwt-public-key" {
+            pem
+        } else {
+            option.example
+        };
+        let key = option.key();
+        let default = printed(&[], &[], &key);
+        let flag = format!("--{}={example}", option.name);
+        let by_flag = printed(&[&flag], &[], &key);
+        assert_ne!(by_flag, default, "{flag} changes nothing");
+        let env = option.env();
+        assert_eq!(printed(&[], &[(&env, example)], &key), by_flag, "{env}");
+        let line = match option.arity {
+            tidings_hub::config::Arity::Switch => format!("{key} = {example}\n"),
+            tidings_hub::config::Arity::One => format!("{key} = \"{example}\"\n"),
+            tidings_hub::config::Arity::Many => format!("{key} = [\"{example}\"]\n"),
+        };
+        std::fs::write(&file, line).unwrap();
+        let by_file = printed(&["--config", file.to_str().unwrap()], &[], &key);
+        assert_eq!(by_file, by_flag, "{key} in the file");
+        for name in [
+            format!("`--{}", option.name),
+            format!("`{env}`"),
+            format!("`{key}`"),
+        ] {
+            if !reference.contains(&name) {
+                undocumented.push(name);
+            }
+        }
+    }
+    assert!(
+        undocumented.is_empty(),
+        "not in docs/CONFIG.md: {undocumented:?}"
+    );
+}

@@ -1,443 +1,129 @@
-//! `tidings serve`: the options (flags, `TIDINGS_*` environment, TOML file) and the server.
+//! `tidings serve`: flags over the library's configuration, and the server.
 //!
-//! [`ServeOptions`] is the one list of options: clap reads it from flags and the environment,
-//! serde reads the same struct from the `--config` file, and [`ServeOptions::into_config`]
-//! turns the merge into the hub's typed, validated [`HubConfig`]. Defaults live in
-//! `HubConfig::default()`.
+//! Every option is defined once, in `tidings_hub::config::OPTIONS` (name, help, parser,
+//! printer; the shown default is `ServeConfig::default()`); [`ServeArgs`] turns that list into
+//! clap flags with their `TIDINGS_*` variables, and the library's `Loader` layers the file,
+//! the variables and the flags.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context as _;
-use serde::Deserialize;
+use clap::parser::ValueSource;
 use tidings_hub::auth::{mint_hs256, TokenSpec};
+use tidings_hub::config::{Arity, HistoryChoice, Layer, Loader, ServeConfig, OPTIONS};
 use tidings_hub::history::{DiskOptions, DiskStore, Durability, HistoryStore as _, Retention};
 use tidings_hub::{Hub, HubConfig};
 
-use tidings_hub::units::{parse_duration, parse_size};
-
-/// Options of `tidings serve`. Each is also `TIDINGS_<NAME>` and a key of the `--config` file.
-#[derive(Debug, Default, clap::Args, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case")]
-pub struct ServeOptions {
-    /// Address to listen on; port 0 picks a free port [default: 127.0.0.1:8080]
-    #[arg(long, env = "TIDINGS_LISTEN", value_name = "ADDR")]
-    pub listen: Option<String>,
-
-    /// TOML file with any of these options (flags win over the environment, which wins over the file)
-    #[arg(long, env = "TIDINGS_CONFIG", value_name = "FILE")]
-    #[serde(skip)]
-    pub config: Option<PathBuf>,
-
-    /// First-try mode: anonymous subscribe, publish and admin on a loopback address; prints a sample token and curl commands
-    #[arg(long, env = "TIDINGS_DEV", num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
-    pub dev: Option<bool>,
-
-    /// Keep history in memory only, lost on exit (default: durable, in --data-dir)
-    #[arg(long, env = "TIDINGS_MEMORY", num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
-    pub memory: Option<bool>,
-
-    /// Directory of the durable history; one hub process at a time [default: ./tidings-data]
-    #[arg(long, env = "TIDINGS_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-
-    /// When a publish is acknowledged: `sync` after fsync (group commit; survives power loss), or `interval` after the write reaches the OS, fsynced every --flush-interval (survives a process crash; a machine crash can lose the last interval) [default: sync]
-    #[arg(long, env = "TIDINGS_DURABILITY", value_name = "MODE")]
-    pub durability: Option<String>,
-
-    /// How often `--durability interval` fsyncs the history [default: 100ms]
-    #[arg(
-        long,
-        env = "TIDINGS_FLUSH_INTERVAL",
-        value_name = "DURATION",
-        allow_hyphen_values = true
-    )]
-    #[serde(default, deserialize_with = "text")]
-    pub flush_interval: Option<String>,
-
-    /// HS256 secret for tokens (at least 16 bytes)
-    #[arg(
-        long,
-        env = "TIDINGS_JWT_SECRET",
-        value_name = "SECRET",
-        hide_env_values = true
-    )]
-    pub jwt_secret: Option<String>,
-
-    /// PEM public key for RS256 (RSA) or ES256 (P-256) tokens
-    #[arg(long, env = "TIDINGS_JWT_PUBLIC_KEY", value_name = "FILE")]
-    pub jwt_public_key: Option<PathBuf>,
-
-    /// Static key for server-side publishers, sent as `Authorization: Bearer KEY`; may publish anything and read /clients (repeatable)
-    #[arg(
-        long,
-        env = "TIDINGS_PUBLISH_KEY",
-        value_name = "KEY",
-        hide_env_values = true
-    )]
-    #[serde(default)]
-    pub publish_key: Vec<String>,
-
-    /// Anonymous clients may subscribe to topics matching this pattern (repeatable)
-    #[arg(long, env = "TIDINGS_PUBLIC_TOPIC", value_name = "PATTERN")]
-    #[serde(default)]
-    pub public_topic: Vec<String>,
-
-    /// Allowed CORS origin, `*` for any (repeatable)
-    #[arg(long, env = "TIDINGS_CORS_ORIGIN", value_name = "ORIGIN")]
-    #[serde(default)]
-    pub cors_origin: Vec<String>,
-
-    /// Idle time before a heartbeat comment [default: 15s]
-    #[arg(
-        long,
-        env = "TIDINGS_HEARTBEAT",
-        value_name = "DURATION",
-        allow_hyphen_values = true
-    )]
-    #[serde(default, deserialize_with = "text")]
-    pub heartbeat: Option<String>,
-
-    /// Reconnection delay announced with `retry:` at stream start [default: 3s]
-    #[arg(
-        long,
-        env = "TIDINGS_RETRY",
-        value_name = "DURATION",
-        allow_hyphen_values = true
-    )]
-    #[serde(default, deserialize_with = "text")]
-    pub retry: Option<String>,
-
-    /// Per-connection send queue; past it the subscriber is disconnected [default: 1MiB]
-    #[arg(
-        long,
-        env = "TIDINGS_QUEUE_BYTES",
-        value_name = "SIZE",
-        allow_hyphen_values = true
-    )]
-    #[serde(default, deserialize_with = "text")]
-    pub queue_bytes: Option<String>,
-
-    /// Event streams in all [default: 100000]
-    #[arg(
-        long,
-        env = "TIDINGS_MAX_CONNECTIONS",
-        value_name = "N",
-        allow_hyphen_values = true
-    )]
-    pub max_connections: Option<usize>,
-
-    /// Event streams per token subject [default: 100]
-    #[arg(
-        long,
-        env = "TIDINGS_MAX_CONNECTIONS_PER_USER",
-        value_name = "N",
-        allow_hyphen_values = true
-    )]
-    pub max_connections_per_user: Option<usize>,
-
-    /// Event streams per client IP address [default: 10000]
-    #[arg(
-        long,
-        env = "TIDINGS_MAX_CONNECTIONS_PER_IP",
-        value_name = "N",
-        allow_hyphen_values = true
-    )]
-    pub max_connections_per_ip: Option<usize>,
-
-    /// `topic=` patterns per stream [default: 64]
-    #[arg(
-        long,
-        env = "TIDINGS_MAX_TOPICS",
-        value_name = "N",
-        allow_hyphen_values = true
-    )]
-    pub max_topics: Option<usize>,
-
-    /// Largest event: its encoded frame plus its target names [default: 512KiB]
-    #[arg(
-        long,
-        env = "TIDINGS_MAX_EVENT_BYTES",
-        value_name = "SIZE",
-        allow_hyphen_values = true
-    )]
-    #[serde(default, deserialize_with = "text")]
-    pub max_event_bytes: Option<String>,
-
-    /// Topics + users one event may name; more is refused with 400 [default: 64]
-    #[arg(
-        long,
-        env = "TIDINGS_MAX_TARGETS",
-        value_name = "N",
-        allow_hyphen_values = true
-    )]
-    pub max_targets: Option<usize>,
-
-    /// Largest request body [default: 1MiB]
-    #[arg(
-        long,
-        env = "TIDINGS_MAX_BODY_BYTES",
-        value_name = "SIZE",
-        allow_hyphen_values = true
-    )]
-    #[serde(default, deserialize_with = "text")]
-    pub max_body_bytes: Option<String>,
-
-    /// Events kept for replay [default: 100000]
-    #[arg(
-        long,
-        env = "TIDINGS_HISTORY_MAX_EVENTS",
-        value_name = "N",
-        allow_hyphen_values = true
-    )]
-    pub history_max_events: Option<usize>,
-
-    /// Bytes of events kept for replay [default: 256MiB]
-    #[arg(
-        long,
-        env = "TIDINGS_HISTORY_MAX_BYTES",
-        value_name = "SIZE",
-        allow_hyphen_values = true
-    )]
-    #[serde(default, deserialize_with = "text")]
-    pub history_max_bytes: Option<String>,
-
-    /// Events older than this are dropped from history, e.g. `24h` [default: no age limit]
-    #[arg(
-        long,
-        env = "TIDINGS_HISTORY_MAX_AGE",
-        value_name = "DURATION",
-        allow_hyphen_values = true
-    )]
-    #[serde(default, deserialize_with = "text")]
-    pub history_max_age: Option<String>,
-
-    /// Time a client has to send its request head (slow-loris guard), and how long an idle keep-alive connection waits for its next request [default: 10s]
-    #[arg(
-        long,
-        env = "TIDINGS_HEADER_TIMEOUT",
-        value_name = "DURATION",
-        allow_hyphen_values = true
-    )]
-    #[serde(default, deserialize_with = "text")]
-    pub header_timeout: Option<String>,
-
-    /// Time a client has to send a request body once its head arrived; slower gets 408 [default: 10s]
-    #[arg(
-        long,
-        env = "TIDINGS_BODY_TIMEOUT",
-        value_name = "DURATION",
-        allow_hyphen_values = true
-    )]
-    #[serde(default, deserialize_with = "text")]
-    pub body_timeout: Option<String>,
-
-    /// Open connections that are not event streams (waiting for a request, idle keep-alive, or in a request); past it the oldest idle one is closed. Capped at a quarter of the open-files limit [default: 4096]
-    #[arg(
-        long,
-        env = "TIDINGS_MAX_HTTP_CONNECTIONS",
-        value_name = "N",
-        allow_hyphen_values = true
-    )]
-    pub max_http_connections: Option<usize>,
-
-    /// Audience a token's `aud` must name (repeatable); without it, tokens carrying `aud` are refused
-    #[arg(long, env = "TIDINGS_JWT_AUDIENCE", value_name = "AUD")]
-    #[serde(default)]
-    pub jwt_audience: Vec<String>,
-
-    /// Issuer a token's `iss` must be (repeatable); without it, tokens carrying `iss` are refused
-    #[arg(long, env = "TIDINGS_JWT_ISSUER", value_name = "ISS")]
-    #[serde(default)]
-    pub jwt_issuer: Vec<String>,
-
-    /// Longest graceful drain on SIGTERM/SIGINT [default: 10s]
-    #[arg(
-        long,
-        env = "TIDINGS_SHUTDOWN_TIMEOUT",
-        value_name = "DURATION",
-        allow_hyphen_values = true
-    )]
-    #[serde(default, deserialize_with = "text")]
-    pub shutdown_timeout: Option<String>,
-
-    /// Share the listen port with other hub processes (SO_REUSEPORT; the kernel spreads new connections). Each process keeps its own subscribers and history: publish to every process, or use cluster mode
-    #[arg(long, env = "TIDINGS_REUSE_PORT", num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
-    pub reuse_port: Option<bool>,
-
-    /// Pin each stream writer thread to its own CPU, so the writes of one publish use every core at once [default: true]
-    #[arg(long, env = "TIDINGS_PIN_WRITERS", num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
-    pub pin_writers: Option<bool>,
+/// The flags of `tidings serve`: `--config`, `--print-config`, and one flag per option of
+/// [`OPTIONS`] (each also read from its `TIDINGS_*` variable by clap, which says which of the
+/// two gave a value).
+#[derive(Debug, Default)]
+pub struct ServeArgs {
+    /// `--config FILE`.
+    config: Option<PathBuf>,
+    /// `--print-config`.
+    print_config: bool,
+    /// Option values given by flags or variables, with their layer, in the order given.
+    given: Vec<(Layer, &'static str, String)>,
 }
 
-/// Reads a TOML number or string as text, so `heartbeat = 15` and `heartbeat = "15s"` both work.
-fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum NumOrText {
-        Int(i64),
-        Float(f64),
-        Text(String),
-    }
-    Ok(Some(match NumOrText::deserialize(d)? {
-        NumOrText::Int(n) => n.to_string(),
-        NumOrText::Float(f) => f.to_string(),
-        NumOrText::Text(s) => s,
-    }))
-}
-
-macro_rules! merge {
-    ($cli:ident, $file:ident; $($field:ident),* ; lists $($list:ident),*) => {
-        $( if $cli.$field.is_none() { $cli.$field = $file.$field.take(); } )*
-        $( if $cli.$list.is_empty() { $cli.$list = std::mem::take(&mut $file.$list); } )*
-    };
-}
-
-impl ServeOptions {
-    /// Fills every option not given by a flag or the environment from the `--config` file.
-    pub fn merge_file(mut self) -> anyhow::Result<Self> {
-        let Some(path) = self.config.clone() else {
-            return Ok(self);
+impl clap::FromArgMatches for ServeArgs {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut args = ServeArgs {
+            config: matches.get_one::<PathBuf>("config").cloned(),
+            print_config: matches.get_flag("print-config"),
+            given: Vec::new(),
         };
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("--config: cannot read {}", path.display()))?;
-        let mut file: ServeOptions = toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("--config {}: {}", path.display(), e.message()))?;
-        merge!(self, file; listen, dev, memory, jwt_secret, jwt_public_key, heartbeat, retry,
-            queue_bytes, max_connections, max_connections_per_user, max_connections_per_ip,
-            max_topics, max_event_bytes, max_body_bytes, history_max_events, history_max_bytes,
-            history_max_age, data_dir, durability, flush_interval,
-            header_timeout, shutdown_timeout, reuse_port, pin_writers, max_targets, body_timeout,
-            max_http_connections; lists publish_key, public_topic, cors_origin, jwt_audience,
-            jwt_issuer);
-        Ok(self)
-    }
-
-    /// The listen address and the hub configuration, with every value checked.
-    pub fn into_config(self) -> anyhow::Result<(SocketAddr, HubConfig)> {
-        let d = HubConfig::default();
-        let listen = self.listen.as_deref().unwrap_or("127.0.0.1:8080");
-        let listen: SocketAddr = listen.parse().map_err(|_| {
-            anyhow::anyhow!("invalid --listen: {listen:?} is not an address like 127.0.0.1:8080")
-        })?;
-        let duration = |name: &str, v: Option<String>, default| -> anyhow::Result<_> {
-            v.map_or(Ok(default), |v| {
-                parse_duration(&v).map_err(|e| anyhow::anyhow!("invalid --{name}: {e}"))
-            })
-        };
-        let size = |name: &str, v: Option<String>, default: usize| -> anyhow::Result<usize> {
-            v.map_or(Ok(default), |v| {
-                parse_size(&v)
-                    .map_err(|e| anyhow::anyhow!("invalid --{name}: {e}"))
-                    .and_then(|n| {
-                        usize::try_from(n)
-                            .map_err(|_| anyhow::anyhow!("invalid --{name}: too large"))
-                    })
-            })
-        };
-        let jwt_public_key_pem = match &self.jwt_public_key {
-            Some(path) => Some(std::fs::read(path).with_context(|| {
-                format!("invalid --jwt-public-key: cannot read {}", path.display())
-            })?),
-            None => None,
-        };
-        let config = HubConfig {
-            dev: self.dev.unwrap_or(false),
-            pin_writers: self.pin_writers.unwrap_or(d.pin_writers),
-            jwt_secret: self.jwt_secret,
-            jwt_public_key_pem,
-            publish_keys: self.publish_key,
-            public_topics: self.public_topic,
-            cors_origins: self.cors_origin,
-            heartbeat: duration("heartbeat", self.heartbeat, d.heartbeat)?,
-            retry: duration("retry", self.retry, d.retry)?,
-            queue_bytes: size("queue-bytes", self.queue_bytes, d.queue_bytes)?,
-            max_connections: self.max_connections.unwrap_or(d.max_connections),
-            max_connections_per_user: self
-                .max_connections_per_user
-                .unwrap_or(d.max_connections_per_user),
-            max_connections_per_ip: self
-                .max_connections_per_ip
-                .unwrap_or(d.max_connections_per_ip),
-            max_topics: self.max_topics.unwrap_or(d.max_topics),
-            max_event_bytes: size("max-event-bytes", self.max_event_bytes, d.max_event_bytes)?,
-            max_body_bytes: size("max-body-bytes", self.max_body_bytes, d.max_body_bytes)?,
-            max_targets: self.max_targets.unwrap_or(d.max_targets),
-            body_timeout: duration("body-timeout", self.body_timeout, d.body_timeout)?,
-            max_http_connections: self.max_http_connections.unwrap_or(d.max_http_connections),
-            jwt_audience: self.jwt_audience,
-            jwt_issuer: self.jwt_issuer,
-            history_max_events: self.history_max_events.unwrap_or(d.history_max_events),
-            history_max_bytes: size(
-                "history-max-bytes",
-                self.history_max_bytes,
-                d.history_max_bytes,
-            )?,
-            history_max_age: self
-                .history_max_age
-                .map(|v| {
-                    parse_duration(&v)
-                        .map_err(|e| anyhow::anyhow!("invalid --history-max-age: {e}"))
-                })
-                .transpose()?,
-            header_timeout: duration("header-timeout", self.header_timeout, d.header_timeout)?,
-            shutdown_timeout: duration(
-                "shutdown-timeout",
-                self.shutdown_timeout,
-                d.shutdown_timeout,
-            )?,
-        };
-        config.validate()?;
-        config.check_listen(listen)?;
-        Ok((listen, config))
-    }
-}
-
-/// Which history store `serve` runs on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HistoryChoice {
-    /// `--memory`.
-    Memory,
-    /// The durable store (the default).
-    Disk {
-        /// `--data-dir`.
-        dir: PathBuf,
-        /// `--durability` and `--flush-interval`.
-        durability: Durability,
-    },
-}
-
-impl ServeOptions {
-    /// The history store that `--memory`, `--data-dir`, `--durability` and `--flush-interval`
-    /// select, checked.
-    pub fn history(&self) -> anyhow::Result<HistoryChoice> {
-        let every = match self.flush_interval.as_deref() {
-            None => Duration::from_millis(100),
-            Some(v) => {
-                parse_duration(v).map_err(|e| anyhow::anyhow!("invalid --flush-interval: {e}"))?
+        for option in OPTIONS {
+            let layer = match matches.value_source(option.name) {
+                Some(ValueSource::CommandLine) => Layer::Flags,
+                Some(ValueSource::EnvVariable) => Layer::Env,
+                _ => continue,
+            };
+            for value in matches
+                .get_many::<String>(option.name)
+                .into_iter()
+                .flatten()
+            {
+                args.given.push((layer, option.name, value.clone()));
             }
-        };
-        if !(Duration::from_millis(1)..=Duration::from_secs(60)).contains(&every) {
-            anyhow::bail!("invalid --flush-interval: must be between 1ms and 60s");
         }
-        let durability = match self.durability.as_deref().unwrap_or("sync") {
-            "sync" => Durability::Sync,
-            "interval" => Durability::Interval(every),
-            other => {
-                anyhow::bail!("invalid --durability: {other:?}; use `sync` or `interval`")
+        Ok(args)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for ServeArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        use clap::{Arg, ArgAction};
+        let mut cmd = cmd
+            .arg(
+                Arg::new("config")
+                    .long("config")
+                    .env("TIDINGS_CONFIG")
+                    .value_name("FILE")
+                    .value_parser(clap::value_parser!(PathBuf))
+                    .help("TOML file with any of these options (flags win over the environment, which wins over the file)"),
+            )
+            .arg(
+                Arg::new("print-config")
+                    .long("print-config")
+                    .action(ArgAction::SetTrue)
+                    .help("Print the configuration these flags, variables and file give, as a TOML file (secrets hidden), and exit"),
+            );
+        for option in OPTIONS {
+            let mut help = option.help.to_owned();
+            if let Some(default) = option
+                .default_text()
+                .filter(|_| !help.contains("[default:"))
+            {
+                help.push_str(&format!(" [default: {default}]"));
             }
-        };
-        if self.memory.unwrap_or(false) {
-            return Ok(HistoryChoice::Memory);
+            let mut arg = Arg::new(option.name)
+                .long(option.name)
+                .env(option.env())
+                .value_name(option.value_name)
+                .hide_env_values(option.secret)
+                .help(help);
+            arg = match option.arity {
+                Arity::Switch => arg
+                    .num_args(0..=1)
+                    .default_missing_value("true")
+                    .action(ArgAction::Set),
+                Arity::One => arg.action(ArgAction::Set).allow_hyphen_values(true),
+                Arity::Many => arg.action(ArgAction::Append),
+            };
+            cmd = cmd.arg(arg);
         }
-        let dir = self
-            .data_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("tidings-data"));
-        Ok(HistoryChoice::Disk { dir, durability })
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl ServeArgs {
+    /// The configuration: defaults, the file, then the variables and flags clap read.
+    pub fn load(&self) -> anyhow::Result<ServeConfig> {
+        let mut loader = Loader::new();
+        if let Some(path) = &self.config {
+            loader.file(path)?;
+        }
+        for layer in [Layer::Env, Layer::Flags] {
+            for (_, name, value) in self.given.iter().filter(|(l, _, _)| *l == layer) {
+                loader.value(layer, name, value)?;
+            }
+        }
+        Ok(loader.finish()?)
     }
 }
 
@@ -471,11 +157,14 @@ fn open_history(
 }
 
 /// Runs `tidings serve` until SIGTERM or SIGINT.
-pub fn run(options: ServeOptions) -> anyhow::Result<ExitCode> {
-    let options = options.merge_file()?;
-    let history = options.history()?;
-    let reuse_port = options.reuse_port.unwrap_or(false);
-    let (listen, mut config) = options.into_config()?;
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let serve = args.load()?;
+    if args.print_config {
+        print!("{}", serve.to_toml(false));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let history = serve.history();
+    let (listen, reuse_port, mut config) = (serve.listen, serve.reuse_port, serve.hub);
     init_logging();
     let open_files = crate::limits::raise_open_files();
     if let Some(soft) = open_files {
@@ -535,6 +224,7 @@ pub fn run(options: ServeOptions) -> anyhow::Result<ExitCode> {
                     .context("cannot start the hub")?;
                 (hub, Some(store))
             }
+            other => anyhow::bail!("this binary cannot serve from {other:?}"),
         };
         println!("tidings listening on http://{addr}");
         if dev {

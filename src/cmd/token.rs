@@ -68,21 +68,14 @@ pub fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The `jwt_secret` of a `tidings serve` configuration file.
+/// The `jwt_secret` of a `tidings serve` configuration file, read as `serve` reads it.
 fn secret_from_config(path: &std::path::Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow!("--config: cannot read {}: {e}", path.display()))?;
-    let table: toml::Table = toml::from_str(&text)
-        .map_err(|e| anyhow!("--config {}: {}", path.display(), e.message()))?;
-    match table.get("jwt_secret") {
-        Some(toml::Value::String(secret)) => Ok(secret.clone()),
-        Some(_) => Err(anyhow!(
-            "--config {}: jwt_secret must be a string",
-            path.display()
-        )),
-        None => Err(anyhow!(
+    let mut loader = tidings_hub::config::Loader::new();
+    loader.file(path)?;
+    loader.config().hub.jwt_secret.clone().ok_or_else(|| {
+        anyhow!(
             "--config {} has no jwt_secret: pass --secret or set TIDINGS_JWT_SECRET",
             path.display()
-        )),
-    }
+        )
+    })
 }

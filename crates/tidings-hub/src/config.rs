@@ -1,13 +1,28 @@
 //! The hub's typed configuration: every tunable with its default and its validation.
 //!
-//! The `tidings` binary fills this from flags, `TIDINGS_*` variables and a TOML file; an
-//! embedding application builds it directly (`HubConfig { dev: true, ..Default::default() }`).
+//! # Layout
+//! - [`HubConfig`] (this file): what the engine is told, its defaults and its checks.
+//! - `serve`: [`ServeConfig`] (the listener, the history store and a `HubConfig`) and its
+//!   [`Loader`]: defaults, then a TOML file, then `TIDINGS_*` variables, then flags.
+//! - `options`: [`OPTIONS`], every option once: its name, help, parser and printer. Flags,
+//!   variables, file keys, `--help` and `--print-config` all come from it.
+//!
+//! An embedding application builds a `HubConfig` directly
+//! (`let mut config = HubConfig::default(); config.dev = true;`) or loads the binary's file
+//! with [`ServeConfig::load`].
+
+mod options;
+mod serve;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use options::{find, parse_switch, Arity, OptionSpec, OPTIONS};
+pub use serve::{DurabilityMode, HistoryChoice, Layer, LoadError, Loader, ServeConfig};
+
 /// Everything the hub engine can be told.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct HubConfig {
     /// Anonymous subscribe, publish and admin (loopback listeners only; enforced by `serve`).
     pub dev: bool,
@@ -102,6 +117,7 @@ impl Default for HubConfig {
 /// A configuration value that cannot work; the message names the option.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[error("invalid --{option}: {reason}")]
+#[non_exhaustive]
 pub struct ConfigError {
     /// The option's flag name, without dashes.
     pub option: &'static str,
@@ -109,14 +125,29 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-fn bad(option: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        option,
-        reason: reason.into(),
+impl ConfigError {
+    pub(crate) fn new(option: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            option,
+            reason: reason.into(),
+        }
     }
 }
 
+fn bad(option: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::new(option, reason)
+}
+
 impl HubConfig {
+    /// The defaults with `dev` on: anonymous subscribe, publish and admin, for a first try on
+    /// a loopback address.
+    pub fn dev() -> Self {
+        Self {
+            dev: true,
+            ..Self::default()
+        }
+    }
+
     /// Checks every value; the first problem is returned, naming its option.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let positive = [

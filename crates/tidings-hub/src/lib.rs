@@ -6,11 +6,12 @@
 //! use tidings_hub::{Hub, HubConfig, Publish};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let hub = Hub::new(HubConfig { dev: true, ..Default::default() })?;
+//! let hub = Hub::new(HubConfig::dev())?;
 //! let app = axum::Router::new().merge(tidings_hub::router(hub.clone()));
 //! hub.publish(Publish::to_topic("orders/42").event("order.paid").json(&42)?).await?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! axum::serve(listener, app).await?;
+//! // Connect info gives requests their peer address, for --max-connections-per-ip.
+//! axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await?;
 //! # Ok(()) }
 //! ```
 //!

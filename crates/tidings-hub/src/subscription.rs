@@ -47,6 +47,7 @@ impl Subscription {
     }
 
     /// The subscriber as the fan-out sees it.
+    #[cfg(any(test, feature = "bench-support"))]
     pub fn conn(&self) -> &Arc<Conn> {
         &self.conn
     }

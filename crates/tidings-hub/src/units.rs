@@ -95,9 +95,63 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
+/// Writes a duration the way [`parse_duration`] reads it, in the largest unit that keeps it
+/// whole (`15s`, `100ms`, `5m`, `7d`), or in seconds with a fraction.
+pub fn format_duration(d: Duration) -> String {
+    let nanos = d.as_nanos();
+    if nanos == 0 {
+        return "0s".to_owned();
+    }
+    for (unit, size) in [
+        ("d", 86_400 * NANOS_PER_SEC),
+        ("h", 3600 * NANOS_PER_SEC),
+        ("m", 60 * NANOS_PER_SEC),
+        ("s", NANOS_PER_SEC),
+        ("ms", 1_000_000),
+    ] {
+        if nanos.is_multiple_of(size) {
+            return format!("{}{unit}", nanos / size);
+        }
+    }
+    let text = format!("{}.{:09}", d.as_secs(), d.subsec_nanos());
+    format!("{}s", text.trim_end_matches('0'))
+}
+
+/// Writes a size the way [`parse_size`] reads it, in the largest binary unit that keeps it
+/// whole (`1MiB`, `512KiB`), or in bytes.
+pub fn format_size(bytes: u64) -> String {
+    for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        if bytes >= size && bytes.is_multiple_of(size) {
+            return format!("{}{unit}", bytes / size);
+        }
+    }
+    bytes.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formatted_values_read_back_as_themselves() {
+        for d in [
+            Duration::ZERO,
+            Duration::from_millis(100),
+            Duration::from_secs(15),
+            Duration::from_secs(300),
+            Duration::from_secs(7 * 86_400),
+            Duration::from_micros(1500),
+            Duration::new(2, 5),
+        ] {
+            assert_eq!(parse_duration(&format_duration(d)), Ok(d), "{d:?}");
+        }
+        assert_eq!(format_duration(Duration::from_secs(15)), "15s");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+        for n in [0, 1, 1000, 1024, 1 << 20, 512 << 10, 3 << 30, (1 << 20) + 1] {
+            assert_eq!(parse_size(&format_size(n)), Ok(n), "{n}");
+        }
+        assert_eq!(format_size(256 << 20), "256MiB");
+    }
 
     #[test]
     fn plain_numbers_are_seconds_and_may_have_a_fraction() {
