@@ -165,18 +165,19 @@ fn with_topics(url: &str, topics: &[String]) -> String {
     url
 }
 
-/// Percent-encodes a query value. `/` and `*`, common in topic patterns, may stand as they
-/// are in a query, and do, so URLs stay readable.
+/// What a query value keeps as it is: unreserved characters, and `/` and `*`, common in topic
+/// patterns and allowed in a query, so URLs stay readable.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/')
+    .remove(b'*');
+
+/// Percent-encodes a query value.
 fn encode_query_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~/*".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(value, QUERY_VALUE).to_string()
 }
 
 /// How items are shown.

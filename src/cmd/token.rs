@@ -62,7 +62,7 @@ pub fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
         MintError::InvalidPattern { field, source } => anyhow!("--{field}: {source}"),
         MintError::ZeroTtl => anyhow!("--ttl must be more than zero"),
         MintError::TtlTooLong => anyhow!("--ttl reaches past the year 9999"),
-        e @ MintError::Sign(_) => anyhow!(e),
+        e => anyhow!(e),
     })?;
     println!("{token}");
     Ok(ExitCode::SUCCESS)

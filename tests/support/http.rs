@@ -348,11 +348,13 @@ impl Framing {
     }
 }
 
-/// An incremental decoder for `Transfer-Encoding: chunked`.
+/// An incremental decoder for `Transfer-Encoding: chunked`. Chunk-size lines are read by
+/// httparse (`parse_chunk_size`); this only walks the data, the CRLF after it and the trailer.
 #[derive(Debug, Default)]
 pub struct Dechunker {
     state: ChunkState,
-    line: Vec<u8>,
+    /// Bytes received but not yet decoded.
+    pending: Vec<u8>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -369,6 +371,9 @@ enum ChunkState {
     Done,
 }
 
+/// Longest chunk-size or trailer line accepted.
+const MAX_LINE: usize = 4096;
+
 impl Dechunker {
     /// True once the terminal chunk and the trailer have been read.
     pub fn is_done(&self) -> bool {
@@ -376,61 +381,70 @@ impl Dechunker {
     }
 
     /// Decodes `input`, appending chunk data to `out`.
-    pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-        while !input.is_empty() {
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        self.pending.extend_from_slice(input);
+        let mut at = 0;
+        let result = loop {
+            let rest = &self.pending[at..];
             match self.state {
-                ChunkState::Done => return Ok(()),
+                ChunkState::Done => break Ok(()),
+                ChunkState::Data(_)
+                | ChunkState::Size
+                | ChunkState::DataEnd
+                | ChunkState::Trailer
+                    if rest.is_empty() =>
+                {
+                    break Ok(())
+                }
                 ChunkState::Data(left) => {
-                    let take = input.len().min(left);
-                    out.extend_from_slice(&input[..take]);
-                    input = &input[take..];
+                    let take = rest.len().min(left);
+                    out.extend_from_slice(&rest[..take]);
+                    at += take;
                     self.state = if take == left {
                         ChunkState::DataEnd
                     } else {
                         ChunkState::Data(left - take)
                     };
                 }
-                ChunkState::Size | ChunkState::DataEnd | ChunkState::Trailer => {
-                    let Some(end) = input.iter().position(|&b| b == b'\n') else {
-                        self.line.extend_from_slice(input);
-                        if self.line.len() > 4096 {
-                            return Err("chunk framing line too long".into());
-                        }
-                        return Ok(());
-                    };
-                    self.line.extend_from_slice(&input[..end]);
-                    input = &input[end + 1..];
-                    let line = std::mem::take(&mut self.line);
-                    let line = line.strip_suffix(b"\r").unwrap_or(&line);
-                    self.state = self.next_after_line(line)?;
+                ChunkState::Size => match httparse::parse_chunk_size(rest) {
+                    Ok(httparse::Status::Complete((used, 0))) => {
+                        at += used;
+                        self.state = ChunkState::Trailer;
+                    }
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        at += used;
+                        self.state = ChunkState::Data(size as usize);
+                    }
+                    Ok(httparse::Status::Partial) if rest.len() > MAX_LINE => {
+                        break Err("chunk size line too long".into())
+                    }
+                    Ok(httparse::Status::Partial) => break Ok(()),
+                    Err(_) => break Err(format!("bad chunk size line {:?}", lossy(rest))),
+                },
+                ChunkState::DataEnd if rest.len() < 2 => break Ok(()),
+                ChunkState::DataEnd if rest.starts_with(b"\r\n") => {
+                    at += 2;
+                    self.state = ChunkState::Size;
                 }
+                ChunkState::DataEnd => {
+                    break Err(format!(
+                        "chunk data not followed by CRLF: {:?}",
+                        lossy(rest)
+                    ))
+                }
+                ChunkState::Trailer => match rest.windows(2).position(|w| w == b"\r\n") {
+                    Some(0) => {
+                        at += 2;
+                        self.state = ChunkState::Done;
+                    }
+                    Some(line) => at += line + 2,
+                    None if rest.len() > MAX_LINE => break Err("trailer line too long".into()),
+                    None => break Ok(()),
+                },
             }
-        }
-        Ok(())
-    }
-
-    fn next_after_line(&self, line: &[u8]) -> Result<ChunkState, String> {
-        match self.state {
-            ChunkState::Size => {
-                let text = String::from_utf8_lossy(line);
-                let size = text.split(';').next().unwrap_or_default().trim();
-                let size = usize::from_str_radix(size, 16)
-                    .map_err(|_| format!("bad chunk size line {text:?}"))?;
-                Ok(if size == 0 {
-                    ChunkState::Trailer
-                } else {
-                    ChunkState::Data(size)
-                })
-            }
-            ChunkState::DataEnd if line.is_empty() => Ok(ChunkState::Size),
-            ChunkState::DataEnd => Err(format!(
-                "chunk data not followed by CRLF: {:?}",
-                lossy(line)
-            )),
-            ChunkState::Trailer if line.is_empty() => Ok(ChunkState::Done),
-            ChunkState::Trailer => Ok(ChunkState::Trailer),
-            ChunkState::Data(_) | ChunkState::Done => unreachable!("only line states read lines"),
-        }
+        };
+        self.pending.drain(..at);
+        result
     }
 }
 

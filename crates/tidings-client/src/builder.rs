@@ -1,5 +1,5 @@
-//! [`Builder`]: every setting of a stream, with its default, validated once by
-//! [`Builder::build`] into the [`Config`] the driver reads.
+//! [`Builder`]: every setting of a stream, validated once by [`Builder::build`] into the
+//! `Config` (module `config`, with the defaults) the driver reads.
 
 use std::time::Duration;
 
@@ -7,8 +7,16 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Uri};
 
+use crate::config::{Config, Tuning};
 use crate::stream::EventStream;
 use crate::BuildError;
+
+impl EventStream {
+    /// Starts configuring a stream from `url` (`http://…`).
+    pub fn builder(url: impl Into<String>) -> Builder {
+        Builder::new(url)
+    }
+}
 
 /// The settings of an [`EventStream`]. Start with [`EventStream::builder`].
 ///
@@ -36,34 +44,6 @@ pub struct Builder {
     config: Tuning,
 }
 
-/// The settings that need no validation beyond their range.
-#[derive(Debug, Clone)]
-pub(crate) struct Tuning {
-    pub(crate) initial_delay: Duration,
-    pub(crate) max_delay: Duration,
-    pub(crate) backoff_factor: f64,
-    pub(crate) jitter: f64,
-    pub(crate) healthy_after: Duration,
-    pub(crate) max_attempts: Option<u32>,
-    pub(crate) read_timeout: Option<Duration>,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) last_event_id: String,
-    pub(crate) max_line_len: usize,
-    pub(crate) max_redirects: u32,
-    pub(crate) comments: bool,
-    pub(crate) recognise_reset: bool,
-}
-
-/// A validated [`Builder`].
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) url: Uri,
-    pub(crate) method: Method,
-    pub(crate) headers: HeaderMap,
-    pub(crate) body: Option<Bytes>,
-    pub(crate) tuning: Tuning,
-}
-
 impl Builder {
     pub(crate) fn new(url: impl Into<String>) -> Self {
         Builder {
@@ -72,21 +52,7 @@ impl Builder {
             headers: HeaderMap::new(),
             body: None,
             invalid: None,
-            config: Tuning {
-                initial_delay: Duration::from_secs(1),
-                max_delay: Duration::from_secs(30),
-                backoff_factor: 2.0,
-                jitter: 0.5,
-                healthy_after: Duration::from_secs(60),
-                max_attempts: None,
-                read_timeout: None,
-                connect_timeout: Duration::from_secs(30),
-                last_event_id: String::new(),
-                max_line_len: tidings_wire::DEFAULT_MAX_LINE_LEN,
-                max_redirects: 10,
-                comments: true,
-                recognise_reset: true,
-            },
+            config: Tuning::default(),
         }
     }
 

@@ -12,7 +12,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::builder::Config;
+use crate::config::Config;
 use crate::{redirect, Error};
 
 /// The HTTP/1.1 client a stream connects with.

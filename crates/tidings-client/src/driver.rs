@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::backoff::Backoff;
-use crate::builder::Config;
+use crate::config::Config;
 use crate::connect::{self, HttpClient, Outcome};
 use crate::item::{CloseReason, Event, Open, Reset, SseItem};
 use crate::Error;

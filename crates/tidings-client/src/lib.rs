@@ -40,7 +40,8 @@
 //!   errors and reconnections are items of the stream, not hidden in logs.
 //!
 //! # Layout
-//! - [`builder`](Builder): every setting and its default; validation.
+//! - [`builder`](Builder): every setting, and its validation.
+//! - `config`: the validated settings the driver reads, and their defaults.
 //! - `stream`: [`EventStream`] and its [`Handle`].
 //! - `driver`: the state machine (connect, read, wait) and the one retry decision.
 //! - `connect`: one HTTP exchange: the request, redirects, status and content-type checks.
@@ -54,6 +55,7 @@
 
 mod backoff;
 mod builder;
+mod config;
 mod connect;
 mod driver;
 mod error;

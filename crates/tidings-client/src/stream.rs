@@ -8,7 +8,7 @@ use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
-use crate::builder::{Builder, Config};
+use crate::config::Config;
 use crate::driver::{Command, Driver};
 use crate::item::SseItem;
 
@@ -38,11 +38,6 @@ pub struct EventStream {
 }
 
 impl EventStream {
-    /// Starts configuring a stream from `url` (`http://…`).
-    pub fn builder(url: impl Into<String>) -> Builder {
-        Builder::new(url)
-    }
-
     pub(crate) fn new(config: Config) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let driver = Driver::new(config, rx, tx.clone());

@@ -84,6 +84,7 @@ impl fmt::Debug for AuthConfig {
 
 /// A configuration the [`Authenticator`] cannot work with. Messages name the option to fix.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AuthConfigError {
     #[error("--jwt-secret is empty; use a long random string (32 bytes or more)")]
     EmptySecret,
@@ -109,6 +110,7 @@ pub enum AuthConfigError {
 
 /// Why credentials were refused. Every variant is answered with 401.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AuthError {
     /// No credentials where they are needed (also an empty bearer value).
     #[error(
@@ -330,18 +332,16 @@ impl Authenticator {
     }
 }
 
-/// Compares a configured key with a candidate without an early exit. The loop runs over the
-/// candidate (whose length the sender knows) and reads the key cyclically, so the time taken
-/// depends neither on the key's bytes nor on where the first difference is.
+/// Compares a configured key with a candidate in constant time. Both are hashed first, so the
+/// comparison (`subtle`) runs over two equal-length digests: the time taken says nothing about
+/// the key's bytes, where the first difference is, or the key's length.
 fn ct_eq(key: &[u8], candidate: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
     if key.is_empty() {
         return false;
     }
-    let mut diff = key.len() ^ candidate.len();
-    for (i, &c) in candidate.iter().enumerate() {
-        diff |= usize::from(c ^ key[i % key.len()]);
-    }
-    std::hint::black_box(diff) == 0
+    Sha256::digest(key).ct_eq(&Sha256::digest(candidate)).into()
 }
 
 /// Reads the `alg` of a JWT's header without trusting anything else in it, so that an
@@ -370,31 +370,13 @@ fn header_alg(token: &str) -> Result<String, AuthError> {
     Ok(header.alg)
 }
 
-/// Decodes unpadded base64url (RFC 4648 §5), as JWTs use. `None` on any other byte.
+/// Decodes unpadded base64url (RFC 4648 §5), as JWTs use. `None` on any other byte or on
+/// padding.
 fn base64url_decode(s: &[u8]) -> Option<Vec<u8>> {
-    fn sextet(c: u8) -> Option<u32> {
-        Some(u32::from(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' => 62,
-            b'_' => 63,
-            _ => return None,
-        }))
-    }
-    if s.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(s.len() / 4 * 3 + 2);
-    for chunk in s.chunks(4) {
-        let mut n = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            n |= sextet(c)? << (18 - 6 * i);
-        }
-        // A chunk of k characters carries k-1 bytes: 4 -> 3, 3 -> 2, 2 -> 1.
-        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
-    }
-    Some(out)
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .ok()
 }
 
 fn map_jwt_error(kind: &ErrorKind, alg: &str) -> AuthError {

@@ -69,6 +69,7 @@ pub(crate) struct Inner {
 
 /// Why a hub could not be built.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum HubError {
     /// A configuration value is invalid.
     #[error(transparent)]

@@ -297,6 +297,7 @@ pub struct Published {
 
 /// Why a publish was refused.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PublishError {
     /// No topic, user or broadcast.
     #[error("an event needs a target: give topic, topics, user or users")]

@@ -44,6 +44,7 @@ impl fmt::Display for Subject {
 /// characters show escaped; the length check runs first, so a quoted value is at most
 /// [`MAX_LEN`] bytes.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TopicError {
     /// The value is the empty string.
     #[error("{what} is empty; it needs 1 to 256 bytes")]

@@ -127,6 +127,7 @@ pub struct TokenSpec {
 
 /// Why [`mint_hs256`] refused.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MintError {
     #[error("the secret is empty; use the hub's --jwt-secret")]
     EmptySecret,

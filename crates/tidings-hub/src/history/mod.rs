@@ -49,6 +49,7 @@ pub struct Bounds {
 
 /// A history store failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The position to read from has been dropped by retention.
     #[error("events after {0} are no longer retained")]

@@ -70,6 +70,7 @@ pub struct DiskOptions {
 
 /// Why a [`DiskStore`] could not open its directory.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OpenError {
     /// Another process holds the directory.
     #[error("{0} is in use by another tidings process")]
