@@ -108,9 +108,10 @@ async fn the_largest_event_with_the_most_targets_writes_a_small_multiple_of_its_
 
 #[tokio::test]
 async fn the_data_directory_is_private_to_the_hubs_user() {
+    // The umask is set by `serve` (a library must not change its process's umask).
     let data = tempfile::tempdir().expect("a temp dir");
     let dir = data.path().join("history");
-    let hub = Hub::start_on_disk(&dir, &["--publish-key", PUBLISH_KEY]);
+    let hub = Hub::start_on_disk_binary(&dir, &["--publish-key", PUBLISH_KEY]);
     hub.publish(&json!({"topic": "t", "text": "private"})).await;
     let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "data dir mode {mode:o}");
@@ -131,7 +132,7 @@ async fn the_data_directory_is_private_to_the_hubs_user() {
     drop(hub);
     // An existing directory open to others: the hub warns at start.
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let hub = Hub::start_on_disk(&dir, &["--publish-key", PUBLISH_KEY]);
+    let hub = Hub::start_on_disk_binary(&dir, &["--publish-key", PUBLISH_KEY]);
     hub.send(Req::get("/healthz")).await.expect_status(200);
     let log = hub.stderr();
     assert!(log.contains("open to other users"), "{log}");

@@ -30,7 +30,7 @@ fn find_jwt(lines: &[String]) -> Option<String> {
 
 #[tokio::test]
 async fn dev_mode_prints_a_token_and_curl_lines_and_allows_anonymous_use() {
-    let hub = Hub::start(&["--dev"]);
+    let hub = Hub::start_binary(&["--dev"]);
     let deadline = Instant::now() + WAIT;
     let lines = loop {
         let lines = hub.stdout_lines();
@@ -267,7 +267,7 @@ async fn writer_threads_are_pinned_one_per_cpu_unless_told_not_to() {
     for (args, pinned) in [(&[][..], true), (&["--pin-writers", "false"][..], false)] {
         let mut full = vec!["--public-topic", "**"];
         full.extend_from_slice(args);
-        let hub = Hub::start(&full);
+        let hub = Hub::start_binary(&full);
         // Streams work either way.
         let mut stream = hub.open(Req::get("/events?topic=t")).await.expect("200");
         stream.expect_preamble().await;

@@ -151,14 +151,14 @@ async fn dev_mode_refuses_a_host_that_is_not_loopback() {
 
 #[tokio::test]
 async fn dev_mode_never_prints_a_token_signed_with_a_real_secret() {
-    let hub = Hub::start(&["--dev", "--jwt-secret", SECRET]);
+    let hub = Hub::start_binary(&["--dev", "--jwt-secret", SECRET]);
     // Give stdout a moment to be read in full.
     hub.send(Req::get("/healthz")).await.expect_status(200);
     let out = hub.stdout_lines().join("\n");
     assert!(out.contains("no sample token"), "{out}");
     assert!(!out.contains("eyJ"), "a JWT was printed: {out}");
     // Without a configured secret the sample token is printed (and signed with a fresh one).
-    let fresh = Hub::start(&["--dev"]);
+    let fresh = Hub::start_binary(&["--dev"]);
     fresh.send(Req::get("/healthz")).await.expect_status(200);
     assert!(fresh.stdout_lines().join("\n").contains("eyJ"));
 }
@@ -529,7 +529,8 @@ async fn a_body_that_trickles_in_is_cut_at_the_body_timeout() {
 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed() {
-    let hub = hub(&["--header-timeout", "1s"]);
+    // The header timeout is `serve`'s (axum::serve has none).
+    let hub = Hub::standard_binary(&["--header-timeout", "1s"]);
     let mut io = connect(hub.addr(), &Req::get("/healthz")).await.unwrap();
     let req = format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n\r\n", hub.addr());
     io.write_all(req.as_bytes()).await.unwrap();

@@ -458,7 +458,8 @@ async fn malformed_http_is_refused_and_others_are_still_served() {
 #[tokio::test]
 async fn garbage_bytes_instead_of_http_are_refused() {
     // Bytes that could still be the start of a request are ended by the header timeout.
-    let hub = hub(&["--header-timeout", "2"]);
+    // The header timeout is `serve`'s (axum::serve has none).
+    let hub = Hub::standard_binary(&["--header-timeout", "2"]);
     let tls_hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 random bytes of a client hello";
     let mut noise = Vec::new();
     let mut rng = support::Rng::new(7);
@@ -482,7 +483,8 @@ async fn garbage_bytes_instead_of_http_are_refused() {
 
 #[tokio::test]
 async fn a_client_that_never_finishes_its_headers_is_timed_out_while_others_are_served() {
-    let hub = hub(&["--header-timeout", "1"]);
+    // The header timeout is `serve`'s (axum::serve has none).
+    let hub = Hub::standard_binary(&["--header-timeout", "1"]);
     let mut slow = Vec::new();
     for i in 0..20 {
         let mut io = connect(hub.addr(), &Req::get("/")).await.expect("connect");

@@ -30,8 +30,8 @@ async fn hubs_with_reuse_port_share_one_port_and_split_the_streams() {
         "--listen",
         listen.as_str(),
     ];
-    let a = Hub::launch(&args, &[]);
-    let b = Hub::launch(&args, &[]);
+    let a = Hub::launch_binary(&args, &[]);
+    let b = Hub::launch_binary(&args, &[]);
     assert_eq!(a.addr(), b.addr(), "both listen on the same port");
 
     let (before_a, before_b) = (sockets(a.pid()), sockets(b.pid()));
@@ -55,7 +55,7 @@ async fn hubs_with_reuse_port_share_one_port_and_split_the_streams() {
 #[test]
 fn without_reuse_port_a_second_hub_cannot_take_the_port() {
     let listen = format!("127.0.0.1:{}", free_port());
-    let _a = Hub::launch(&["--memory", "--dev", "--listen", listen.as_str()], &[]);
+    let _a = Hub::launch_binary(&["--memory", "--dev", "--listen", listen.as_str()], &[]);
     let out = support::hub::serve_until_exit(
         &["--memory", "--dev", "--listen", listen.as_str()],
         &[],

@@ -41,9 +41,54 @@ pub struct Exited {
     pub stderr: String,
 }
 
+/// Which hub the tests start: the `tidings serve` binary (the default), or the hub's router
+/// embedded in an axum application (`examples/embedded-hub.rs`) when `TIDINGS_TEST_HUB` is
+/// `embedded`. Both take the same flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Binary,
+    Embedded,
+}
+
+impl Target {
+    /// The target this test run was asked for.
+    pub fn of_run() -> Target {
+        match std::env::var("TIDINGS_TEST_HUB").as_deref() {
+            Ok("embedded") => Target::Embedded,
+            Ok("binary") | Err(_) => Target::Binary,
+            Ok(other) => panic!("TIDINGS_TEST_HUB={other:?}: use `binary` or `embedded`"),
+        }
+    }
+}
+
+/// The embedded hub: the example cargo builds beside the binary (`cargo test` builds examples).
+fn embedded_binary() -> std::path::PathBuf {
+    let path = std::path::Path::new(BINARY)
+        .with_file_name("examples")
+        .join("embedded-hub");
+    assert!(
+        path.is_file(),
+        "TIDINGS_TEST_HUB=embedded needs {} (built by `cargo test --all-targets` or \
+         `cargo build --example embedded-hub`)",
+        path.display()
+    );
+    path
+}
+
 fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(BINARY);
-    cmd.arg("serve").args(args);
+    command_for(Target::of_run(), args, env)
+}
+
+fn command_for(target: Target, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = match target {
+        Target::Binary => {
+            let mut cmd = Command::new(BINARY);
+            cmd.arg("serve");
+            cmd
+        }
+        Target::Embedded => Command::new(embedded_binary()),
+    };
+    cmd.args(args);
     // The tests set every option they rely on; none may leak in from the caller's shell.
     for (name, _) in std::env::vars() {
         if name.starts_with("TIDINGS_") {
@@ -123,12 +168,41 @@ impl Hub {
         Hub::spawn(command(full, env), full)
     }
 
+    /// The `tidings serve` binary whatever the run's target: for what only `serve` does (the
+    /// native stream path, header timeouts, the bound on non-stream connections, writer
+    /// threads, `--dev`'s printout, `--reuse-port`).
+    pub fn start_binary(args: &[&str]) -> Hub {
+        let mut full = vec!["--memory", "--listen", "127.0.0.1:0"];
+        full.extend_from_slice(args);
+        Hub::launch_binary(&full, &[])
+    }
+
+    /// [`Hub::launch`], always on the binary.
+    pub fn launch_binary(full: &[&str], env: &[(&str, &str)]) -> Hub {
+        Hub::spawn(command_for(Target::Binary, full, env), full)
+    }
+
+    /// [`Hub::standard`], always on the binary.
+    pub fn standard_binary(extra: &[&str]) -> Hub {
+        let mut args = vec![
+            "--jwt-secret",
+            super::tokens::SECRET,
+            "--publish-key",
+            PUBLISH_KEY,
+            "--public-topic",
+            "**",
+        ];
+        args.extend_from_slice(extra);
+        Hub::start_binary(&args)
+    }
+
     /// Like [`Hub::start`] (memory, a free loopback port), with the open-files limit of the
     /// hub process set to `soft` and `hard` before it starts (a shell's `ulimit`).
     pub fn start_with_open_files(soft: u64, hard: u64, args: &[&str]) -> Hub {
         let mut full = vec!["--memory", "--listen", "127.0.0.1:0"];
         full.extend_from_slice(args);
-        let mut cmd = command(&full, &[]);
+        // The binary's handling of its descriptors: always the binary.
+        let mut cmd = command_for(Target::Binary, &full, &[]);
         let script = format!("ulimit -Sn {soft} && ulimit -Hn {hard} && exec \"$0\" \"$@\"");
         let mut shell = Command::new("sh");
         shell.arg("-c").arg(script).arg(cmd.get_program());
@@ -349,7 +423,8 @@ impl Drop for Hub {
 /// Runs `tidings serve <args>` (exactly these arguments) that is expected to stop by itself,
 /// such as a start with invalid configuration. Kills it if it still runs after `wait`.
 pub fn serve_until_exit(args: &[&str], env: &[(&str, &str)], wait: Duration) -> Exited {
-    let mut child = command(args, env)
+    // The binary's own command line and start-up: always the binary.
+    let mut child = command_for(Target::Binary, args, env)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {BINARY}: {e}"));
     let (stderr, stderr_reader) = drain(child.stderr.take().expect("stderr is piped"));
@@ -387,6 +462,14 @@ impl Hub {
         let mut full = vec!["--data-dir", dir, "--listen", "127.0.0.1:0"];
         full.extend_from_slice(args);
         Hub::launch(&full, &[])
+    }
+
+    /// [`Hub::start_on_disk`], always on the binary.
+    pub fn start_on_disk_binary(dir: &std::path::Path, args: &[&str]) -> Hub {
+        let dir = dir.to_str().expect("a UTF-8 data directory");
+        let mut full = vec!["--data-dir", dir, "--listen", "127.0.0.1:0"];
+        full.extend_from_slice(args);
+        Hub::launch_binary(&full, &[])
     }
 
     /// Kills the hub with SIGKILL (no drain, no flush: a crash) and reaps it.

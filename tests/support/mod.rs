@@ -1,9 +1,15 @@
 //! Test support for the hub's black-box integration tests: everything a `tests/hub_*.rs` file
-//! needs to run the real `tidings` binary and talk to it over real HTTP on loopback.
+//! needs to run a real hub and talk to it over real HTTP on loopback.
+//!
+//! The hub is the `tidings` binary, or, with `TIDINGS_TEST_HUB=embedded`, the hub's router in
+//! an axum application (`examples/embedded-hub.rs`, same flags); `scripts/test` runs the suite
+//! both ways. What only `serve` does (header timeouts, the native stream path, the bound on
+//! non-stream connections, `--dev`'s printout, the umask) is tested on the binary in both runs
+//! (`Hub::start_binary` and friends).
 //!
 //! Layout:
-//! - [`hub`]: [`Hub`], one `tidings serve --memory` child process per test, on its own port,
-//!   killed on drop; plus [`serve_until_exit`] for starts that must fail.
+//! - [`hub`]: [`Hub`], one hub child process per test, on its own port, killed on drop; plus
+//!   [`serve_until_exit`] for starts that must fail.
 //! - [`http`]: a raw HTTP/1.1 client over a tokio `TcpStream` ([`Req`] in, [`Response`] out),
 //!   with a chunked-transfer decoder, so tests see exactly the bytes the hub sends.
 //! - [`sse`]: [`SseStream`], an open `GET /events` response fed to `tidings_wire::Parser`.

@@ -148,6 +148,40 @@ impl Drop for Busy {
     }
 }
 
+/// A response body that keeps its connection counted busy until it is over: a stream served
+/// by hyper (a keep-alive connection's later `GET /events`) is in a request for as long as it
+/// lasts, so it is never closed as idle to make room for a newcomer.
+pub(crate) struct BusyBody {
+    body: axum::body::Body,
+    _busy: Busy,
+}
+
+impl BusyBody {
+    pub fn wrap(body: axum::body::Body, busy: Busy) -> axum::body::Body {
+        axum::body::Body::new(BusyBody { body, _busy: busy })
+    }
+}
+
+impl http_body::Body for BusyBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +215,18 @@ mod tests {
         drop(rb);
         let _c = set.admit().expect("b is idle again");
         assert!(!set.evict_idle() || set.len() == 1);
+    }
+
+    #[test]
+    fn a_response_body_keeps_its_connection_busy_until_it_is_dropped() {
+        let set = HttpConns::new(1);
+        let conn = set.admit().expect("room for one");
+        let body = BusyBody::wrap(axum::body::Body::empty(), conn.busy_handle().request());
+        assert!(
+            set.admit().is_none(),
+            "in a request: not evicted for a newcomer"
+        );
+        drop(body);
+        assert!(set.evict_idle(), "idle once the body is over");
     }
 }

@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tower::Service;
 
 use crate::http::router;
-use crate::http_conns::HttpConns;
+use crate::http_conns::{BusyBody, HttpConns};
 use crate::hub::Hub;
 use crate::native::{first_request, FirstRequest};
 
@@ -82,9 +82,9 @@ pub async fn serve(
                 let mut app = app.clone();
                 let request = busy.request();
                 async move {
+                    // Busy until the response body is over, not only until the handler returns.
                     let res = app.call(req).await;
-                    drop(request);
-                    res
+                    res.map(|res| res.map(|body| BusyBody::wrap(body, request)))
                 }
             });
             let conn = watcher.watch(http.serve_connection(TokioIo::new(rewind), service));
