@@ -150,7 +150,9 @@ async fn max_attempts_counts_connections_that_open_and_then_drop() {
     assert!(fourth.is_err(), "no fourth connection");
 }
 
-#[tokio::test]
+// On the paused clock: the 400 ms the stream stays open pass without waiting, and the delays
+// the client reports are exact.
+#[tokio::test(start_paused = true)]
 async fn a_stream_that_stayed_healthy_starts_the_attempt_count_and_backoff_again() {
     let server = ScriptServer::bind().await.expect("bind");
     let mut client = start(fast(&server.url("/")).healthy_after(Duration::from_millis(50)));

@@ -232,3 +232,78 @@ async fn targets_count_toward_the_event_size_and_are_bounded() {
     let err = hub.publish(wide).await.expect_err("names count");
     assert!(err.to_string().contains("--max-event-bytes"), "{err}");
 }
+
+/// A subscriber of `t` whose token expires at `exp` (Unix seconds).
+fn subscriber(hub: &Hub, exp: Option<u64>) -> Subscription {
+    let spec = SubscribeSpec {
+        patterns: vec![Pattern::parse("t").expect("a valid topic")],
+        user: None,
+        ip: None,
+        exp,
+        last_event_id: None,
+    };
+    hub.inner.subscribe(spec).expect("under the limits")
+}
+
+/// What the subscriber's queue holds now: frames, or the reason it was closed.
+fn drained(sub: &Subscription) -> Poll<Drained> {
+    let mut out = std::collections::VecDeque::new();
+    sub.conn()
+        .poll_drain(&mut Context::from_waker(Waker::noop()), &mut out)
+}
+
+#[tokio::test(start_paused = true)]
+async fn housekeeping_ends_a_stream_once_its_token_has_expired() {
+    let hub = Hub::new(HubConfig::default()).expect("a valid config");
+    let now = super::unix_now().as_secs();
+    let expired = subscriber(&hub, Some(now - 1));
+    let valid = subscriber(&hub, Some(now + 3600));
+    let forever = subscriber(&hub, None);
+    // The expiry pass runs every 250 ms of the (paused) runtime clock.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        drained(&expired),
+        Poll::Ready(Drained::Closed(crate::conn::CloseReason::Expired))
+    );
+    assert!(drained(&valid).is_pending());
+    assert!(drained(&forever).is_pending());
+    assert_eq!(hub.inner.metrics.expired_disconnects.get(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_stream_gets_one_heartbeat_per_period_and_a_busy_one_none() {
+    let config = HubConfig {
+        heartbeat: Duration::from_secs(15),
+        ..HubConfig::default()
+    };
+    let hub = Hub::new(config).expect("a valid config");
+    let idle = subscriber(&hub, None);
+    let busy = {
+        let spec = SubscribeSpec {
+            patterns: vec![Pattern::parse("busy").expect("a valid topic")],
+            user: None,
+            ip: None,
+            exp: None,
+            last_event_id: None,
+        };
+        hub.inner.subscribe(spec).expect("under the limits")
+    };
+    tokio::time::sleep(Duration::from_secs(14)).await;
+    assert!(
+        drained(&idle).is_pending(),
+        "nothing before the first period"
+    );
+    hub.publish(Publish::to_topic("busy").text("x"))
+        .await
+        .expect("published");
+    assert!(matches!(drained(&busy), Poll::Ready(Drained::Frames(_))));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        matches!(drained(&idle), Poll::Ready(Drained::Frames(n)) if n == b": heartbeat\n\n".len()),
+        "the idle stream's heartbeat"
+    );
+    assert!(drained(&busy).is_pending(), "an event counted as activity");
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    assert!(matches!(drained(&idle), Poll::Ready(Drained::Frames(_))));
+    assert!(matches!(drained(&busy), Poll::Ready(Drained::Frames(_))));
+}
