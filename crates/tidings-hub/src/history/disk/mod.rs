@@ -317,18 +317,16 @@ impl DiskStore {
         &self.shared.dir
     }
 
-    /// Writes what is queued, syncs the journal and stops the writer. Later appends fail with
-    /// [`StoreError::Unavailable`]. Called on drop; call it explicitly to wait for it.
+    /// Writes what is queued, syncs the journal, stops the writer, and flushes the memtables
+    /// into tables so the next start has no journal to replay (start-up time). Later appends
+    /// fail with [`StoreError::Unavailable`]. Call it on a clean stop; dropping the store only
+    /// stops the writer (nothing is lost either way: the journal is synced).
     pub fn close(&self) {
-        self.shared.queue.lock().closed = true;
-        self.shared.wake.notify_all();
-        let Some(flusher) = self.flusher.lock().take() else {
+        if !self.stop() {
             return;
-        };
-        let _ = flusher.join();
-        // Flush the memtables into tables, so the next start has no journal to replay into
-        // memory (what start-up time is made of). fjall 3 exposes this only as a hidden
-        // method; a failure here costs the next start time, never data (the journal is synced).
+        }
+        // fjall 3 exposes the flush only as a hidden method; a failure here costs the next
+        // start time, never data.
         if let Some(db) = self.shared.db.read().clone() {
             for keyspace in [&db.log, &db.index] {
                 if let Err(err) = keyspace.rotate_memtable_and_wait() {
@@ -336,6 +334,18 @@ impl DiskStore {
                 }
             }
         }
+    }
+
+    /// Writes what is queued, syncs the journal and stops the writer; false if it was stopped
+    /// already.
+    fn stop(&self) -> bool {
+        self.shared.queue.lock().closed = true;
+        self.shared.wake.notify_all();
+        let Some(flusher) = self.flusher.lock().take() else {
+            return false;
+        };
+        let _ = flusher.join();
+        true
     }
 
     /// Whether the last write succeeded (false while the disk is full or read-only).
@@ -346,7 +356,7 @@ impl DiskStore {
 
 impl Drop for DiskStore {
     fn drop(&mut self) {
-        self.close();
+        self.stop();
     }
 }
 
