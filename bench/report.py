@@ -35,13 +35,18 @@ FIGURES = [
      lambda r: p99_ms(r), "ms", False, "≤ 6 ms"),
     ("p99 publish→receive, 10,000 subscribers, 20 events/s", "latency10k",
      lambda r: p99_ms(r), "ms", False, "≤ 70 ms"),
+    ("p99 publish→receive, 5,000 subscribers, 20 events/s, hub alone on CPU 0, generator on CPU 1",
+     "latency5k-dedicated", lambda r: p99_ms(r), "ms", False, "lead"),
+    ("same, eager reader (each socket read when readable, user-space receive time), 16 publishers",
+     "latency5k-eager", lambda r: p99_ms(r), "ms", False, "lead"),
     ("publishes/s, 4 concurrent publishers, no subscribers", "publish",
      lambda r: r.get("publishes_per_s"), "per_s", True, "–"),
     ("p99 publish acknowledgement at that load", "publish",
      lambda r: ack_p99_ms(r), "ms", False, "–"),
 ]
 
-FANOUT_FIGURES = ["fanout", "latency100", "latency1k", "latency10k"]
+FANOUT_FIGURES = ["fanout", "latency100", "latency1k", "latency10k", "latency5k-dedicated",
+                  "latency5k-eager"]
 
 
 def p99_ms(report):
@@ -76,6 +81,8 @@ PRIMARY = {
     "latency100": p99_ms,
     "latency1k": p99_ms,
     "latency10k": p99_ms,
+    "latency5k-dedicated": p99_ms,
+    "latency5k-eager": p99_ms,
     "publish": lambda r: r.get("publishes_per_s"),
 }
 
