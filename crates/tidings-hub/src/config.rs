@@ -76,6 +76,10 @@ pub struct HubConfig {
     pub jwt_issuer: Vec<String>,
     /// Longest graceful drain on shutdown.
     pub shutdown_timeout: Duration,
+    /// How long a publish's `Idempotency-Key` is remembered.
+    pub idempotency_window: Duration,
+    /// Most `Idempotency-Key`s remembered at once (the oldest are forgotten first).
+    pub idempotency_keys: usize,
     /// Pin each stream writer thread of `serve` to its own CPU (one writer per CPU the
     /// process may use), so the writes of one publish run on every core at once.
     pub pin_writers: bool,
@@ -110,6 +114,8 @@ impl Default for HubConfig {
             jwt_issuer: Vec::new(),
             shutdown_timeout: Duration::from_secs(10),
             pin_writers: true,
+            idempotency_window: Duration::from_secs(3600),
+            idempotency_keys: 100_000,
         }
     }
 }
@@ -162,6 +168,7 @@ impl HubConfig {
             ("max-body-bytes", self.max_body_bytes),
             ("history-max-events", self.history_max_events),
             ("history-max-bytes", self.history_max_bytes),
+            ("idempotency-keys", self.idempotency_keys),
         ];
         for (option, value) in positive {
             if value == 0 {
@@ -183,6 +190,9 @@ impl HubConfig {
             .is_some_and(|age| age < Duration::from_secs(1))
         {
             return Err(bad("history-max-age", "must be at least 1s"));
+        }
+        if self.idempotency_window < Duration::from_secs(1) {
+            return Err(bad("idempotency-window", "must be at least 1s"));
         }
         if self.retry.as_millis() > u128::from(u32::MAX) {
             return Err(bad("retry", "is too long"));

@@ -5,20 +5,22 @@ use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use bytes::Bytes;
 
 use crate::admission::{
     add_cors, admit_stream, allowed_origin, check_dev_host, check_targets, denied, principal,
     publisher, query_pairs,
 };
-use crate::auth::Principal;
+use crate::auth::{Principal, PrincipalKind};
 use crate::body::{parse_message, parse_publish, read_json_body};
 use crate::error::ApiError;
 use crate::hub::Hub;
+use crate::idempotency::{fingerprint, validate_key, Claim};
 use crate::publish::Publish;
 use crate::sse_body::SseBody;
 use crate::stream::RESPONSE_HEADERS;
@@ -71,18 +73,103 @@ async fn authorized_body(hub: &Hub, req: Request) -> Result<(Principal, bytes::B
     Ok((principal, bytes))
 }
 
+/// The request's `Idempotency-Key`, checked.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .map_err(|_| ApiError::bad_request("invalid_request", "Idempotency-Key is not text"))?;
+    validate_key(key).map_err(|e| ApiError::bad_request("invalid_request", e))?;
+    Ok(Some(key.to_owned()))
+}
+
+/// Whose keys a key is among: a token's subject, the publish keys together, or `--dev`.
+fn key_scope(p: &Principal) -> String {
+    match p.kind {
+        PrincipalKind::PublishKey => "publish-key".to_owned(),
+        PrincipalKind::Dev => "dev".to_owned(),
+        _ => format!("sub:{}", p.sub.as_deref().unwrap_or_default()),
+    }
+}
+
+/// Runs `publish` once per `Idempotency-Key`: a retry inside the window gets the first
+/// answer (marked `Idempotent-Replayed: true`) and publishes nothing.
+async fn at_most_once<F>(
+    hub: &Hub,
+    principal: &Principal,
+    key: Option<String>,
+    endpoint: &str,
+    body: &[u8],
+    publish: F,
+) -> Result<Response, ApiError>
+where
+    F: std::future::Future<Output = Result<serde_json::Value, ApiError>>,
+{
+    let answer = |json: Bytes, replayed: bool| {
+        let mut res = (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            json,
+        )
+            .into_response();
+        if replayed {
+            res.headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        }
+        res
+    };
+    let encode = |value: &serde_json::Value| Bytes::from(value.to_string());
+    let Some(key) = key else {
+        return Ok(answer(encode(&publish.await?), false));
+    };
+    let fingerprint = fingerprint(endpoint, body);
+    match hub
+        .inner
+        .idempotency
+        .claim(&key_scope(principal), &key, fingerprint)
+        .await
+    {
+        Claim::Replay(json) => {
+            hub.inner.metrics.idempotent_replays.inc();
+            Ok(answer(json, true))
+        }
+        Claim::Conflict => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was already used for another request within \
+             --idempotency-window; use a new key for a new request",
+        )),
+        Claim::First(attempt) => {
+            let json = encode(&publish.await?);
+            attempt.succeeded(json.clone());
+            Ok(answer(json, false))
+        }
+    }
+}
+
 async fn publish(State(hub): State<Hub>, req: Request) -> Result<Response, ApiError> {
+    let key = idempotency_key(req.headers())?;
     let (principal, bytes) = authorized_body(&hub, req).await?;
     let (events, batch) = parse_publish(&bytes)?;
     for e in &events {
         check_targets(&principal, e)?;
     }
-    let published = hub.publish_batch(events).await?;
-    if batch {
-        Ok(Json(published).into_response())
-    } else {
-        Ok(Json(published.into_iter().next()).into_response())
-    }
+    at_most_once(&hub, &principal, key, "/publish", &bytes, async {
+        let published = hub.publish_batch(events).await?;
+        let value = if batch {
+            serde_json::to_value(published)
+        } else {
+            serde_json::to_value(published.into_iter().next())
+        };
+        value.map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })
+    })
+    .await
 }
 
 async fn notify(
@@ -92,23 +179,29 @@ async fn notify(
 ) -> Result<Response, ApiError> {
     validate_user(&user)
         .map_err(|e| ApiError::bad_request("invalid_user", format!("user {user:?}: {e}")))?;
+    let key = idempotency_key(req.headers())?;
     let (principal, bytes) = authorized_body(&hub, req).await?;
+    let endpoint = format!("/notify/{user}");
     let event = parse_message(&bytes, Publish::to_user(user))?;
     check_targets(&principal, &event)?;
-    let p = hub.publish(event).await?;
-    Ok(Json(serde_json::json!({ "id": p.id, "sent": p.delivered })).into_response())
+    at_most_once(&hub, &principal, key, &endpoint, &bytes, async {
+        let p = hub.publish(event).await?;
+        Ok(serde_json::json!({ "id": p.id, "sent": p.delivered }))
+    })
+    .await
 }
 
 async fn broadcast(State(hub): State<Hub>, req: Request) -> Result<Response, ApiError> {
+    let key = idempotency_key(req.headers())?;
     let (principal, bytes) = authorized_body(&hub, req).await?;
     let event = parse_message(&bytes, Publish::to_everyone())?;
     check_targets(&principal, &event)?;
-    let total = hub.connection_count();
-    let p = hub.publish(event).await?;
-    Ok(
-        Json(serde_json::json!({ "id": p.id, "sent": p.delivered, "total": total }))
-            .into_response(),
-    )
+    at_most_once(&hub, &principal, key, "/broadcast", &bytes, async {
+        let total = hub.connection_count();
+        let p = hub.publish(event).await?;
+        Ok(serde_json::json!({ "id": p.id, "sent": p.delivered, "total": total }))
+    })
+    .await
 }
 
 async fn clients(State(hub): State<Hub>, req: Request) -> Result<Response, ApiError> {

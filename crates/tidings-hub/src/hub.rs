@@ -47,6 +47,8 @@ pub(crate) struct Inner {
     pub auth: Authenticator,
     pub history: Arc<dyn HistoryStore>,
     pub metrics: Metrics,
+    /// Publishes answered by `Idempotency-Key` (see `idempotency`).
+    pub idempotency: Arc<crate::idempotency::Idempotency>,
     sequencer: Mutex<EventId>,
     /// The newest event queued to subscribers.
     fanned_out: Mutex<EventId>,
@@ -138,6 +140,10 @@ impl Hub {
             auth,
             history,
             metrics: Metrics::default(),
+            idempotency: crate::idempotency::Idempotency::new(
+                config.idempotency_window,
+                config.idempotency_keys,
+            ),
             sequencer: Mutex::new(start),
             fanned_out: Mutex::new(start),
             expiring: Mutex::new(BTreeSet::new()),
@@ -404,6 +410,7 @@ impl Inner {
             queue_bytes: registry.conns.values().map(|c| c.queued_bytes()).sum(),
             history_events,
             history_bytes,
+            idempotency_keys: self.idempotency.len(),
             draining: self.is_draining(),
         }
     }

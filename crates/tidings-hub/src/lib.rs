@@ -47,6 +47,7 @@
 //!
 //! Serving:
 //! - `http`, `body`, `error`: routes, request bodies, the JSON error shape.
+//! - `idempotency`: `Idempotency-Key` on a publish: a retry gets the first answer.
 //! - [`server`]: the accept loop with header timeouts and graceful shutdown.
 //! - `shutdown`: the "every stream has closed" signal a drain waits for.
 //! - `http_conns`: the bound on connections that are not event streams
@@ -71,6 +72,7 @@ pub mod history;
 mod http;
 mod http_conns;
 mod hub;
+mod idempotency;
 mod metrics;
 mod native;
 pub mod publish;

@@ -79,6 +79,7 @@ pub(crate) struct Metrics {
     pub resets_unknown_id: Counter,
     pub rejected_limit: Counter,
     pub rejected_auth: Counter,
+    pub idempotent_replays: Counter,
     pub publish_latency: Histogram,
 }
 
@@ -91,13 +92,14 @@ pub(crate) struct Gauges {
     pub queue_bytes: usize,
     pub history_events: usize,
     pub history_bytes: usize,
+    pub idempotency_keys: usize,
     pub draining: bool,
 }
 
 impl Metrics {
     pub fn render(&self, g: Gauges) -> String {
         let mut out = String::with_capacity(4096);
-        let gauges: [(&str, &str, u64); 7] = [
+        let gauges: [(&str, &str, u64); 8] = [
             (
                 "tidings_connections",
                 "Open event streams.",
@@ -129,6 +131,11 @@ impl Metrics {
                 g.history_bytes as u64,
             ),
             (
+                "tidings_idempotency_keys",
+                "Idempotency-Keys remembered (--idempotency-keys bounds them).",
+                g.idempotency_keys as u64,
+            ),
+            (
                 "tidings_draining",
                 "1 while the hub shuts down.",
                 u64::from(g.draining),
@@ -140,7 +147,7 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
             );
         }
-        let counters: [(&str, &str, &Counter); 11] = [
+        let counters: [(&str, &str, &Counter); 12] = [
             (
                 "tidings_connections_opened_total",
                 "Event streams opened.",
@@ -195,6 +202,11 @@ impl Metrics {
                 "tidings_rejected_auth_total",
                 "Requests refused for missing or bad credentials.",
                 &self.rejected_auth,
+            ),
+            (
+                "tidings_idempotent_replays_total",
+                "Publishes answered from an earlier attempt with the same Idempotency-Key.",
+                &self.idempotent_replays,
             ),
         ];
         for (name, help, counter) in counters {
