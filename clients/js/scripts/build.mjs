@@ -1,0 +1,50 @@
+// Builds dist/ (the ESM bundle the hub serves at /client/tidings.js, and the .d.ts files),
+// checks the size budget, and with --check fails when the committed bundle is stale.
+import { build } from "esbuild";
+import { execFileSync } from "node:child_process";
+import { readFileSync, writeFileSync, mkdirSync, existsSync } from "node:fs";
+import { gzipSync } from "node:zlib";
+import { fileURLToPath } from "node:url";
+import { dirname, join } from "node:path";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const check = process.argv.includes("--check");
+/** Gzipped size budgets, bytes. */
+const BUDGETS = { "tidings.js": 3072 };
+
+const result = await build({
+  entryPoints: [join(root, "src/index.ts")],
+  bundle: true,
+  format: "esm",
+  target: "es2022",
+  minify: true,
+  write: false,
+  legalComments: "none",
+});
+const code = result.outputFiles[0].text;
+const gz = gzipSync(code, { level: 9 }).length;
+console.log(`tidings.js: ${code.length} bytes, ${gz} gzipped (budget ${BUDGETS["tidings.js"]})`);
+let failed = false;
+if (gz > BUDGETS["tidings.js"]) {
+  console.error(`tidings.js is over its size budget: ${gz} > ${BUDGETS["tidings.js"]} bytes gzipped`);
+  failed = true;
+}
+const out = join(root, "dist/tidings.js");
+if (check) {
+  const committed = existsSync(out) ? readFileSync(out, "utf8") : "";
+  if (committed !== code) {
+    console.error("dist/tidings.js is stale: run `npm run build` in clients/js and commit it");
+    failed = true;
+  }
+} else {
+  mkdirSync(join(root, "dist"), { recursive: true });
+  writeFileSync(out, code);
+  execFileSync(join(root, "node_modules/.bin/tsc"), ["-p", join(root, "tsconfig.json")], {
+    stdio: "inherit",
+  });
+}
+// Type-check in both modes.
+execFileSync(join(root, "node_modules/.bin/tsc"), ["-p", join(root, "tsconfig.json"), "--noEmit"], {
+  stdio: "inherit",
+});
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,13 @@
+// `tidings`: the browser, worker and Node client of the Tidings SSE hub.
+export { Tidings, TidingsError } from "./client.js";
+export type {
+  Options,
+  ResetInfo,
+  ResumeStore,
+  State,
+  TidingsEvent,
+  TokenIn,
+  TokenReason,
+} from "./client.js";
+export { Parser } from "./parser.js";
+export type { Item, StreamEvent } from "./parser.js";
