@@ -90,18 +90,12 @@ function parseData(text: string): unknown {
   }
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
+/** Waits `ms`, or until `signal` aborts. */
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((done) => {
     const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
+    signal.addEventListener("abort", () => (clearTimeout(t), done()), { once: true });
   });
-}
 
 export class Tidings {
   #opts: Options;
@@ -197,25 +191,20 @@ export class Tidings {
   /** Every event, as an async iterator (ends when the client closes or `signal` aborts). */
   async *events<T = unknown>(options: { signal?: AbortSignal } = {}): AsyncGenerator<TidingsEvent<T>> {
     const queue: TidingsEvent<T>[] = [];
-    let notify: (() => void) | undefined;
-    const off = this.on("*", (e: TidingsEvent<T>) => {
-      queue.push(e);
-      notify?.();
-    });
-    const offState = this.on("state", () => notify?.());
-    const abort = () => notify?.();
-    options.signal?.addEventListener("abort", abort);
+    let wake = () => {};
+    const offs = [
+      this.on("*", (e: TidingsEvent<T>) => (queue.push(e), wake())),
+      this.on("state", () => wake()),
+    ];
+    options.signal?.addEventListener("abort", () => wake());
     try {
       while (true) {
-        while (queue.length > 0) yield queue.shift() as TidingsEvent<T>;
+        while (queue.length) yield queue.shift() as TidingsEvent<T>;
         if (this.state === "closed" || options.signal?.aborted) return;
-        await new Promise<void>((r) => (notify = r));
-        notify = undefined;
+        await new Promise<void>((r) => (wake = r));
       }
     } finally {
-      off();
-      offState();
-      options.signal?.removeEventListener("abort", abort);
+      offs.forEach((off) => off());
     }
   }
 
@@ -326,22 +315,17 @@ export class Tidings {
         if (Date.now() - opened >= HEALTHY_AFTER) this.#failures = 0;
         return { ms: this.#retryMs, reason: "reconnect" };
       }
-      const body = await res.text().catch(() => "");
-      const hub = hubError(body);
+      const hub = hubError(await res.text().catch(() => ""));
+      const error = (fatal = false) =>
+        new TidingsError(hub.message ?? `HTTP ${status}`, status, hub.code, fatal);
       if (status === 204) return "stop";
-      if (status === 401) {
-        if (previous === 401) {
-          this.#emit("error", new TidingsError(hub.message ?? "unauthorized", 401, hub.code, true));
-          return "stop";
-        }
-        this.#emit("error", new TidingsError(hub.message ?? "unauthorized", 401, hub.code));
-        return { ms: 0, reason: "unauthorized" };
+      // 401: a fresh token once; a second 401 in a row is final. 400/403/404/413: final.
+      const fatal = (status === 401 && previous === 401) || [400, 403, 404, 413].includes(status);
+      if (fatal || status === 401) {
+        this.#emit("error", error(fatal));
+        return fatal ? "stop" : { ms: 0, reason: "unauthorized" };
       }
-      if ([400, 403, 404, 413].includes(status)) {
-        this.#emit("error", new TidingsError(hub.message ?? `HTTP ${status}`, status, hub.code, true));
-        return "stop";
-      }
-      const err = new TidingsError(hub.message ?? `HTTP ${status}`, status, hub.code);
+      const err = error();
       const after = res.headers.get("retry-after");
       if ((status === 429 || status === 503) && after && +after >= 0) {
         this.#emit("error", err);
@@ -392,10 +376,12 @@ export class Tidings {
         for (const item of this.#parser.feed(value)) {
           if (item.type === "retry") this.#retryMs = item.ms;
           else if (item.type === "event") {
-            if (!this.#announced && item.event.event !== "connected") this.#announce();
+            if (item.event.event !== "connected") this.#announce();
             this.#dispatch(item.event);
           }
         }
+        // `open` once the first bytes are in: after the hub's `connected`, before any event.
+        this.#announce();
       }
     } finally {
       if (timer) clearTimeout(timer);
@@ -488,26 +474,20 @@ function expired(token: string | undefined): boolean {
   }
 }
 
+/** Aborts when any of `signals` does (`AbortSignal.any`, or by hand where it is missing). */
 function anySignal(signals: AbortSignal[]): AbortSignal {
   const any = (AbortSignal as unknown as { any?: (s: AbortSignal[]) => AbortSignal }).any;
   if (any) return any(signals);
   const c = new AbortController();
-  for (const s of signals) {
-    if (s.aborted) {
-      c.abort(s.reason);
-      break;
-    }
-    s.addEventListener("abort", () => c.abort(s.reason), { once: true });
-  }
+  for (const s of signals) s.addEventListener("abort", () => c.abort(s.reason), { once: true });
+  if (signals.some((s) => s.aborted)) c.abort();
   return c.signal;
 }
 
 function resolveStorage(resume: ResumeStore | undefined): Pick<Storage, "getItem" | "setItem"> | undefined {
-  if (!resume) return undefined;
-  if (typeof resume === "object") return resume;
   try {
     const g = globalThis as unknown as { sessionStorage?: Storage; localStorage?: Storage };
-    return resume === "session" ? g.sessionStorage : g.localStorage;
+    return resume === "session" ? g.sessionStorage : resume === "local" ? g.localStorage : resume || undefined;
   } catch {
     return undefined;
   }

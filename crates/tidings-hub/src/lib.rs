@@ -47,6 +47,7 @@
 //!
 //! Serving:
 //! - `http`, `body`, `error`: routes, request bodies, the JSON error shape.
+//! - `client_js`: `GET /client/tidings.js`, the JavaScript client (`clients/js`).
 //! - `idempotency`: `Idempotency-Key` on a publish: a retry gets the first answer.
 //! - [`server`]: the accept loop with header timeouts and graceful shutdown.
 //! - `shutdown`: the "every stream has closed" signal a drain waits for.
@@ -61,6 +62,7 @@ pub mod auth;
 #[cfg(feature = "bench-support")]
 pub mod bench_support;
 mod body;
+mod client_js;
 pub mod config;
 mod conn;
 mod error;
