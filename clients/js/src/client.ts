@@ -20,6 +20,8 @@ export type ResumeStore = "session" | "local" | Pick<Storage, "getItem" | "setIt
 export interface Options {
   /** The hub's base URL (`https://hub.example.com`); the client builds `/events?topic=...`. */
   url: string;
+  /** A whole stream URL to use as it is instead (any SSE server); `topics` are added to it. */
+  stream?: string;
   /** Topics or patterns to subscribe to. */
   topics?: string[];
   /** A token, or a function called before every connect with the reason. */
@@ -144,12 +146,13 @@ export class Tidings {
 
   /**
    * Calls `fn` for events of this type (`message` for untyped ones), or for the client's own
-   * notifications: `open`, `reset`, `error`, `state`. Returns its unsubscribe.
+   * notifications: `open`, `reset`, `error`, `state`, `comment`. Returns its unsubscribe.
    */
   on(event: "open", fn: (info: { clientId: string }) => void): () => void;
   on(event: "reset", fn: (info: ResetInfo) => void): () => void;
   on(event: "error", fn: (err: TidingsError) => void): () => void;
   on(event: "state", fn: (state: State) => void): () => void;
+  on(event: "comment", fn: (text: string) => void): () => void;
   on<T = unknown>(event: string, fn: (e: TidingsEvent<T>) => void): () => void;
   on(event: string, fn: Handler): () => void {
     let set = this.#handlers.get(event);
@@ -244,7 +247,7 @@ export class Tidings {
   }
 
   #request(token: string | undefined): { url: string; init: RequestInit } {
-    const base = this.#opts.url.replace(/\/+$/, "");
+    const base = this.#opts.stream ?? `${this.#opts.url.replace(/\/+$/, "")}/events`;
     const params = new URLSearchParams();
     for (const t of this.#topicSet) params.append("topic", t);
     const tokenIn = this.#opts.tokenIn ?? "header";
@@ -261,7 +264,7 @@ export class Tidings {
     }
     const query = params.toString();
     return {
-      url: `${base}/events${query ? `?${query}` : ""}`,
+      url: query ? `${base}${base.includes("?") ? "&" : "?"}${query}` : base,
       init: {
         headers,
         cache: "no-store",
@@ -375,6 +378,7 @@ export class Tidings {
         arm();
         for (const item of this.#parser.feed(value)) {
           if (item.type === "retry") this.#retryMs = item.ms;
+          else if (item.type === "comment") this.#emit("comment", item.text);
           else if (item.type === "event") {
             if (item.event.event !== "connected") this.#announce();
             this.#dispatch(item.event);

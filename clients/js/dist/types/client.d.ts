@@ -9,6 +9,8 @@ export type ResumeStore = "session" | "local" | Pick<Storage, "getItem" | "setIt
 export interface Options {
     /** The hub's base URL (`https://hub.example.com`); the client builds `/events?topic=...`. */
     url: string;
+    /** A whole stream URL to use as it is instead (any SSE server); `topics` are added to it. */
+    stream?: string;
     /** Topics or patterns to subscribe to. */
     topics?: string[];
     /** A token, or a function called before every connect with the reason. */
@@ -74,7 +76,7 @@ export declare class Tidings {
     get lastEventId(): string;
     /**
      * Calls `fn` for events of this type (`message` for untyped ones), or for the client's own
-     * notifications: `open`, `reset`, `error`, `state`. Returns its unsubscribe.
+     * notifications: `open`, `reset`, `error`, `state`, `comment`. Returns its unsubscribe.
      */
     on(event: "open", fn: (info: {
         clientId: string;
@@ -82,6 +84,7 @@ export declare class Tidings {
     on(event: "reset", fn: (info: ResetInfo) => void): () => void;
     on(event: "error", fn: (err: TidingsError) => void): () => void;
     on(event: "state", fn: (state: State) => void): () => void;
+    on(event: "comment", fn: (text: string) => void): () => void;
     on<T = unknown>(event: string, fn: (e: TidingsEvent<T>) => void): () => void;
     /** Adds a topic; changes made together cause one reconnect. */
     subscribe(topic: string): void;
