@@ -61,15 +61,15 @@ impl Target {
     }
 }
 
-/// The embedded hub: the example cargo builds beside the binary (`cargo test` builds examples).
+/// The embedded hub: the example built beside the binary (`cargo build --example embedded-hub`).
 fn embedded_binary() -> std::path::PathBuf {
     let path = std::path::Path::new(BINARY)
         .with_file_name("examples")
         .join("embedded-hub");
     assert!(
         path.is_file(),
-        "TIDINGS_TEST_HUB=embedded needs {} (built by `cargo test --all-targets` or \
-         `cargo build --example embedded-hub`)",
+        "TIDINGS_TEST_HUB=embedded needs {} (`cargo build -p tidings --example embedded-hub`; \
+         scripts/test builds it)",
         path.display()
     );
     path
