@@ -113,6 +113,8 @@ export class Tidings {
   #pendingChange = false;
   #announced = false;
   #lastToken?: string;
+  /** Why the next connect asks for a token. */
+  #why: TokenReason = "initial";
   #storage?: Pick<Storage, "getItem" | "setItem">;
   #storageKey: string;
   #unlisten: Array<() => void> = [];
@@ -274,87 +276,78 @@ export class Tidings {
   }
 
   async #run(): Promise<void> {
-    let reason: TokenReason = "initial";
     while (!this.#life.signal.aborted) {
       this.#setState("connecting");
-      const wait = await this.#connectOnce(reason);
-      if (wait === "stop" || this.#life.signal.aborted) break;
-      reason = wait.reason;
-      if (wait.ms > 0) {
+      const ms = await this.#connectOnce();
+      if (ms < 0 || this.#life.signal.aborted) break;
+      if (ms > 0) {
         this.#setState("waiting");
         this.#wake = new AbortController();
-        const both = anySignal([this.#life.signal, this.#wake.signal]);
-        await sleep(wait.ms, both);
+        await sleep(ms, anySignal([this.#life.signal, this.#wake.signal]));
       }
     }
     this.close();
   }
 
-  /** One connection, start to end; says how long to wait before the next. */
-  async #connectOnce(
-    reason: TokenReason,
-  ): Promise<"stop" | { ms: number; reason: TokenReason }> {
+  /** One connection, start to end; how long to wait before the next (-1: stop for good). */
+  async #connectOnce(): Promise<number> {
     const attempt = new AbortController();
     this.#attempt = attempt;
     const signal = anySignal([this.#life.signal, attempt.signal]);
+    const why = this.#why;
+    this.#why = "reconnect";
     let opened = 0;
     try {
-      const token = await this.#token(reason);
-      const { url, init } = this.#request(token);
-      const doFetch = this.#opts.fetch ?? fetch;
-      const res = await doFetch(url, { ...init, signal });
+      const { url, init } = this.#request(await this.#token(why));
+      const res = await (this.#opts.fetch ?? fetch)(url, { ...init, signal });
       const status = res.status;
       const previous = this.#lastStatus;
       this.#lastStatus = status;
-      if (status === 200) {
+      if (status == 200) {
         const type = res.headers.get("content-type") ?? "";
-        if (!type.toLowerCase().startsWith("text/event-stream") || !res.body) {
+        if (!/^text\/event-stream/i.test(type) || !res.body) {
           void res.body?.cancel();
-          return this.#fail(new TidingsError(`not text/event-stream: ${type}`, status));
+          return this.#fail(new TidingsError(`content-type ${type}`, status));
         }
         opened = Date.now();
         await this.#read(res.body, signal);
         // A clean end (token expiry, drain): come back after `retry:`.
-        if (Date.now() - opened >= HEALTHY_AFTER) this.#failures = 0;
-        return { ms: this.#retryMs, reason: "reconnect" };
+        return this.#retryMs;
       }
       const hub = hubError(await res.text().catch(() => ""));
       const error = (fatal = false) =>
         new TidingsError(hub.message ?? `HTTP ${status}`, status, hub.code, fatal);
-      if (status === 204) return "stop";
+      if (status == 204) return -1;
       // 401: a fresh token once; a second 401 in a row is final. 400/403/404/413: final.
-      const fatal = (status === 401 && previous === 401) || [400, 403, 404, 413].includes(status);
-      if (fatal || status === 401) {
+      const fatal = (status == 401 && previous == 401) || [400, 403, 404, 413].includes(status);
+      if (fatal || status == 401) {
         this.#emit("error", error(fatal));
-        return fatal ? "stop" : { ms: 0, reason: "unauthorized" };
+        this.#why = "unauthorized";
+        return fatal ? -1 : 0;
       }
-      const err = error();
       const after = res.headers.get("retry-after");
-      if ((status === 429 || status === 503) && after && +after >= 0) {
-        this.#emit("error", err);
+      if ((status == 429 || status == 503) && after && +after >= 0) {
+        this.#emit("error", error());
         this.#failures++;
-        return { ms: Math.max(+after * 1000, this.#retryMs), reason: "reconnect" };
+        return Math.max(+after * 1000, this.#retryMs);
       }
-      return this.#fail(err);
+      return this.#fail(error());
     } catch (e) {
-      if (this.#life.signal.aborted) return "stop";
-      if (attempt.signal.aborted && !(attempt.signal.reason instanceof IdleTimeout)) {
-        // `reconnect()` or a topic change: connect again at once.
-        return { ms: 0, reason: "reconnect" };
-      }
+      if (this.#life.signal.aborted) return -1;
+      const idle = attempt.signal.reason == "idle";
+      // `reconnect()` or a topic change: connect again at once.
+      if (attempt.signal.aborted && !idle) return 0;
+      return this.#fail(new TidingsError(idle ? "idle timeout" : String(e), 0));
+    } finally {
       if (opened && Date.now() - opened >= HEALTHY_AFTER) this.#failures = 0;
-      const message = attempt.signal.reason instanceof IdleTimeout ? "idle timeout" : String((e as Error)?.message ?? e);
-      return this.#fail(new TidingsError(message, 0));
     }
   }
 
-  #fail(err: TidingsError): { ms: number; reason: TokenReason } {
+  #fail(err: TidingsError): number {
     this.#emit("error", err);
-    const ceiling = Math.min(MAX_DELAY, this.#retryMs * 2 ** Math.min(this.#failures, 16));
-    this.#failures++;
+    const ceiling = Math.min(MAX_DELAY, this.#retryMs * 2 ** Math.min(this.#failures++, 16));
     // Full jitter, never below a floor (no tight loop).
-    const floor = Math.min(this.#retryMs, 250);
-    return { ms: Math.max(floor, Math.random() * ceiling), reason: "reconnect" };
+    return Math.max(Math.min(this.#retryMs, 250), Math.random() * ceiling);
   }
 
   async #read(body: ReadableStream<Uint8Array>, signal: AbortSignal): Promise<void> {
@@ -364,7 +357,7 @@ export class Tidings {
     const attempt = this.#attempt;
     const arm = () => {
       if (timer) clearTimeout(timer);
-      timer = setTimeout(() => attempt?.abort(new IdleTimeout()), idle);
+      timer = setTimeout(() => attempt?.abort("idle"), idle);
     };
     const stop = () => void reader.cancel().catch(() => {});
     signal.addEventListener("abort", stop, { once: true });
@@ -447,12 +440,6 @@ export class Tidings {
       target.removeEventListener?.("pageshow", pageshow);
       document.removeEventListener("resume", now);
     });
-  }
-}
-
-class IdleTimeout extends Error {
-  constructor() {
-    super("idle timeout");
   }
 }
 

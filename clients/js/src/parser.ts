@@ -23,112 +23,73 @@ export type Item =
   | { type: "comment"; text: string };
 
 export class Parser {
-  #decoder = new TextDecoder("utf-8");
-  #pending = "";
-  #started = false;
-  #skipLf = false;
-  #data = "";
-  #hasData = false;
-  #eventType = "";
-  #idBuffer: string;
+  #decoder = new TextDecoder();
+  /** The incomplete line after the last line end. */
+  #rest = "";
+  /** The last piece ended with CR: an LF starting the next one belongs to it. */
+  #cr = false;
+  #bom = true;
+  #data: string[] | null = null;
+  #type = "";
+  #id: string;
   /** The id committed by the last dispatch (what `Last-Event-ID` sends). */
   lastEventId: string;
 
   constructor(lastEventId = "") {
-    this.#idBuffer = lastEventId;
-    this.lastEventId = lastEventId;
+    this.#id = this.lastEventId = lastEventId;
   }
 
   /** Parses a piece of the stream; returns what it completed. */
   feed(chunk: Uint8Array | string): Item[] {
-    let text = typeof chunk === "string" ? chunk : this.#decoder.decode(chunk, { stream: true });
-    if (!this.#started && text.length > 0) {
-      this.#started = true;
-      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-    }
+    let text = typeof chunk == "string" ? chunk : this.#decoder.decode(chunk, { stream: true });
     const out: Item[] = [];
-    let start = 0;
-    const buf = this.#pending + text;
-    let i = this.#pending.length;
-    if (this.#skipLf && buf.charCodeAt(0) === 10) {
-      start = 1;
-      i = Math.max(i, 1);
+    if (!text) return out;
+    if (this.#bom) {
+      this.#bom = false;
+      if (text[0] == "\uFEFF") text = text.slice(1);
     }
-    this.#skipLf = false;
-    for (; i < buf.length; i++) {
-      const c = buf.charCodeAt(i);
-      if (c !== 10 && c !== 13) continue;
-      this.#line(buf.slice(start, i), out);
-      if (c === 13) {
-        if (i + 1 < buf.length) {
-          if (buf.charCodeAt(i + 1) === 10) i++;
-        } else {
-          this.#skipLf = true;
-        }
-      }
-      start = i + 1;
-    }
-    this.#pending = buf.slice(start);
+    if (this.#cr && text[0] == "\n") text = text.slice(1);
+    const all = this.#rest + text;
+    this.#cr = all.endsWith("\r");
+    const lines = all.split(/\r\n?|\n/);
+    this.#rest = lines.pop() as string;
+    for (const line of lines) this.#line(line, out);
     return out;
   }
 
   /** The stream ended: an event without its blank line is discarded, never dispatched. */
   end(): void {
-    this.#pending = "";
-    this.#data = "";
-    this.#hasData = false;
-    this.#eventType = "";
-    this.#skipLf = false;
-    this.#idBuffer = this.lastEventId;
-    this.#decoder = new TextDecoder("utf-8");
-    this.#started = false;
+    this.#decoder = new TextDecoder();
+    this.#rest = this.#type = "";
+    this.#cr = false;
+    this.#bom = true;
+    this.#data = null;
+    this.#id = this.lastEventId;
   }
 
   #line(line: string, out: Item[]): void {
-    if (line === "") {
-      this.#dispatch(out);
-      return;
-    }
-    if (line.charCodeAt(0) === 58 /* : */) {
-      out.push({ type: "comment", text: line.slice(1).replace(/^ /, "") });
+    if (!line) {
+      this.lastEventId = this.#id;
+      if (this.#data) {
+        const event = { event: this.#type || "message", data: this.#data.join("\n"), id: this.#id };
+        out.push({ type: "event", event });
+      }
+      this.#data = null;
+      this.#type = "";
       return;
     }
     const colon = line.indexOf(":");
-    const field = colon < 0 ? line : line.slice(0, colon);
-    let value = colon < 0 ? "" : line.slice(colon + 1);
-    if (value.charCodeAt(0) === 32) value = value.slice(1);
-    switch (field) {
-      case "event":
-        this.#eventType = value;
-        break;
-      case "data":
-        this.#data += value + "\n";
-        this.#hasData = true;
-        break;
-      case "id":
-        if (!value.includes("\0")) this.#idBuffer = value;
-        break;
-      case "retry":
-        if (/^[0-9]+$/.test(value)) out.push({ type: "retry", ms: Number(value) });
-        break;
-      default:
-        break;
-    }
-  }
-
-  #dispatch(out: Item[]): void {
-    this.lastEventId = this.#idBuffer;
-    if (!this.#hasData) {
-      this.#eventType = "";
+    if (!colon) {
+      out.push({ type: "comment", text: line.slice(1).replace(/^ /, "") });
       return;
     }
-    const data = this.#data.endsWith("\n") ? this.#data.slice(0, -1) : this.#data;
-    out.push({
-      type: "event",
-      event: { event: this.#eventType || "message", data, id: this.lastEventId },
-    });
-    this.#data = "";
-    this.#hasData = false;
-    this.#eventType = "";
+    const field = colon < 0 ? line : line.slice(0, colon);
+    let value = colon < 0 ? "" : line.slice(colon + 1);
+    if (value[0] == " ") value = value.slice(1);
+    if (field == "data") (this.#data ??= []).push(value);
+    else if (field == "event") this.#type = value;
+    else if (field == "id") {
+      if (!value.includes("\0")) this.#id = value;
+    } else if (field == "retry" && /^\d+$/.test(value)) out.push({ type: "retry", ms: +value });
   }
 }
