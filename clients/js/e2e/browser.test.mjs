@@ -1,0 +1,170 @@
+// End to end in real headless Chromium (Debian's /usr/bin/chromium via playwright-core) against
+// a real `tidings serve` on loopback, the page served from another origin.
+//
+//   TIDINGS_BIN=target/debug/tidings node --test clients/js/e2e/   (scripts/test runs it)
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import http from "node:http";
+import net from "node:net";
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+const BIN = process.env.TIDINGS_BIN;
+const CHROMIUM = "/usr/bin/chromium";
+const SECRET = "e2e-secret-0123456789abcdef";
+const KEY = "e2e-publish-key-0123456789";
+
+if (!BIN || !existsSync(BIN)) throw new Error(`set TIDINGS_BIN to the tidings binary (got ${BIN})`);
+if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium`);
+
+const freePort = () =>
+  new Promise((resolve) => {
+    const s = net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+
+let page, browser, pageServer, pageOrigin;
+/** Every hub started, killed at the end whatever happened. */
+const hubs = new Set();
+
+/** A hub process on `port` with a data dir; resolves once it listens. */
+function startHub(port, dir, extra = []) {
+  const child = spawn(
+    BIN,
+    ["serve", "--listen", `127.0.0.1:${port}`, "--data-dir", dir, "--jwt-secret", SECRET,
+      "--publish-key", KEY, "--public-topic", "public/**", "--cors-origin", pageOrigin, ...extra],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  hubs.add(child);
+  child.on("exit", () => hubs.delete(child));
+  return new Promise((resolve, reject) => {
+    child.stdout.on("data", (d) => String(d).includes("listening on") && resolve(child));
+    child.on("exit", (code) => reject(new Error(`tidings serve exited ${code}`)));
+  });
+}
+
+async function stopHub(child) {
+  const exited = new Promise((r) => child.on("exit", r));
+  child.kill("SIGTERM");
+  await exited;
+}
+
+async function publish(hub, body) {
+  const res = await fetch(`${hub}/publish`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  const text = await res.text();
+  assert.equal(res.status, 200, text);
+  return JSON.parse(text);
+}
+
+const token = (sub, extra = []) =>
+  execFileSync(BIN, ["token", "--sub", sub, "--subscribe", "**", ...extra], {
+    env: { ...process.env, TIDINGS_JWT_SECRET: SECRET },
+  })
+    .toString()
+    .trim();
+
+async function until(check, what, ms = 15000) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
+before(async () => {
+  pageServer = http.createServer((req, res) => {
+    res.writeHead(200, { "content-type": "text/html" });
+    res.end("<!doctype html><title>tidings e2e</title>");
+  });
+  await new Promise((r) => pageServer.listen(0, "127.0.0.1", r));
+  pageOrigin = `http://127.0.0.1:${pageServer.address().port}`;
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+  page = await browser.newPage();
+  await page.goto(pageOrigin);
+});
+
+after(async () => {
+  for (const child of hubs) child.kill("SIGKILL");
+  await browser?.close();
+  pageServer?.close();
+});
+
+test("native EventSource receives cross-origin and resumes with Last-Event-ID after a hub restart", async () => {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "tidings-e2e-"));
+  const hubUrl = `http://127.0.0.1:${port}`;
+  let hub = await startHub(port, dir, ["--retry", "200ms"]);
+  await page.evaluate((url) => {
+    window.got = [];
+    window.es = new EventSource(`${url}/events?topic=public/news`);
+    window.es.addEventListener("news", (e) => window.got.push([e.lastEventId, e.data]));
+  }, hubUrl);
+  await until(() => page.evaluate(() => window.es.readyState === 1), "the stream to open");
+  const first = await publish(hubUrl, { topic: "public/news", event: "news", data: 1 });
+  await until(async () => (await page.evaluate(() => window.got.length)) === 1, "the first event");
+  await stopHub(hub);
+  hub = await startHub(port, dir, ["--retry", "200ms"]);
+  const second = await publish(hubUrl, { topic: "public/news", event: "news", data: 2 });
+  await until(async () => (await page.evaluate(() => window.got.length)) === 2, "the event after the restart");
+  assert.deepEqual(await page.evaluate(() => window.got), [[first.id, "1"], [second.id, "2"]]);
+  await page.evaluate(() => window.es.close());
+  await stopHub(hub);
+});
+
+test("the JS client from /client/tidings.js sends a Bearer token cross-origin; 1,000 events across a restart arrive once, in order", async () => {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "tidings-e2e-"));
+  const hubUrl = `http://127.0.0.1:${port}`;
+  let hub = await startHub(port, dir, ["--retry", "200ms"]);
+  await page.evaluate(
+    async ({ url, tok }) => {
+      const { Tidings } = await import(`${url}/client/tidings.js`);
+      window.seen = [];
+      window.client = new Tidings({ url, topics: ["orders/*"], token: tok, retry: 200 });
+      window.client.on("order", (e) => window.seen.push(e.data.n));
+    },
+    { url: hubUrl, tok: token("alice") },
+  );
+  await until(() => page.evaluate(() => window.client.state === "open"), "the client to open");
+  for (let n = 0; n < 500; n++) await publish(hubUrl, { topic: "orders/1", event: "order", data: { n } });
+  await stopHub(hub);
+  hub = await startHub(port, dir, ["--retry", "200ms"]);
+  for (let n = 500; n < 1000; n++) await publish(hubUrl, { topic: "orders/1", event: "order", data: { n } });
+  await until(async () => (await page.evaluate(() => window.seen.length)) >= 1000, "1,000 events", 30000);
+  const seen = await page.evaluate(() => window.seen);
+  assert.deepEqual(seen, [...Array(1000).keys()], "each once, in order");
+  await page.evaluate(() => window.client.close());
+  await stopHub(hub);
+});
+
+test("a history gap fires reset in the browser", async () => {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "tidings-e2e-"));
+  const hubUrl = `http://127.0.0.1:${port}`;
+  const hub = await startHub(port, dir, ["--history-max-events", "5"]);
+  const old = await publish(hubUrl, { topic: "public/a", data: 0 });
+  for (let n = 1; n <= 10; n++) await publish(hubUrl, { topic: "public/a", data: n });
+  await page.evaluate(
+    async ({ url, last }) => {
+      const { Tidings } = await import(`${url}/client/tidings.js`);
+      window.resets = [];
+      window.gap = new Tidings({ url, topics: ["public/a"], lastEventId: last });
+      window.gap.on("reset", (r) => window.resets.push(r.reason));
+    },
+    { url: hubUrl, last: old.id },
+  );
+  await until(async () => (await page.evaluate(() => window.resets.length)) === 1, "reset");
+  assert.deepEqual(await page.evaluate(() => window.resets), ["history-gap"]);
+  await page.evaluate(() => window.gap.close());
+  await stopHub(hub);
+});
