@@ -168,3 +168,83 @@ test("a history gap fires reset in the browser", async () => {
   await page.evaluate(() => window.gap.close());
   await stopHub(hub);
 });
+
+test("the cookie path: tokenIn cookie, sent cross-origin with credentials", async () => {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "tidings-e2e-"));
+  const hubUrl = `http://127.0.0.1:${port}`;
+  const hub = await startHub(port, dir);
+  await page.evaluate(
+    async ({ url, tok }) => {
+      const { Tidings } = await import(`${url}/client/tidings.js`);
+      window.cookieSeen = [];
+      window.cookieClient = new Tidings({ url, topics: ["private/x"], token: tok, tokenIn: "cookie" });
+      window.cookieClient.on("message", (e) => window.cookieSeen.push(e.data));
+    },
+    { url: hubUrl, tok: token("carol") },
+  );
+  await until(() => page.evaluate(() => window.cookieClient.state === "open"), "the cookie stream");
+  await publish(hubUrl, { topic: "private/x", data: "secret" });
+  await until(async () => (await page.evaluate(() => window.cookieSeen.length)) === 1, "the event");
+  assert.deepEqual(await page.evaluate(() => window.cookieSeen), ["secret"]);
+  await page.evaluate(() => {
+    window.cookieClient.close();
+    document.cookie = "tidings_token=; max-age=0; path=/";
+  });
+  await stopHub(hub);
+});
+
+test("a short-lived token is refreshed when the hub ends the stream, with no event lost", async () => {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "tidings-e2e-"));
+  const hubUrl = `http://127.0.0.1:${port}`;
+  const hub = await startHub(port, dir);
+  const reasons = [];
+  await page.exposeFunction("mintShortToken", (reason) => {
+    reasons.push(reason);
+    return token("dave", ["--ttl", "2s"]);
+  });
+  await page.evaluate(async (url) => {
+    const { Tidings } = await import(`${url}/client/tidings.js`);
+    window.fresh = [];
+    window.freshClient = new Tidings({ url, topics: ["t/*"], token: (r) => window.mintShortToken(r), retry: 100 });
+    window.freshClient.on("tick", (e) => window.fresh.push(e.data));
+  }, hubUrl);
+  await until(() => page.evaluate(() => window.freshClient.state === "open"), "the stream");
+  // Publish across at least one expiry (2 s tokens, 5 s of ticks).
+  for (let n = 0; n < 50; n++) {
+    await publish(hubUrl, { topic: "t/1", event: "tick", data: n });
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await until(async () => (await page.evaluate(() => window.fresh.length)) >= 50, "every tick");
+  assert.deepEqual(await page.evaluate(() => window.fresh), [...Array(50).keys()]);
+  assert.equal(reasons[0], "initial");
+  assert.ok(reasons.includes("expired"), `a refresh for expiry: ${reasons}`);
+  await page.evaluate(() => window.freshClient.close());
+  await stopHub(hub);
+});
+
+test("resume after a page reload: the last id kept in sessionStorage, nothing lost", async () => {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "tidings-e2e-"));
+  const hubUrl = `http://127.0.0.1:${port}`;
+  const hub = await startHub(port, dir);
+  const open = (url) =>
+    page.evaluate(async (url) => {
+      const { Tidings } = await import(`${url}/client/tidings.js`);
+      window.kept = [];
+      window.keptClient = new Tidings({ url, topics: ["public/r"], resume: "session" });
+      window.keptClient.on("message", (e) => window.kept.push(e.data));
+    }, url);
+  await open(hubUrl);
+  await until(() => page.evaluate(() => window.keptClient.state === "open"), "the stream");
+  await publish(hubUrl, { topic: "public/r", data: 1 });
+  await until(async () => (await page.evaluate(() => window.kept.length)) === 1, "the first event");
+  await page.reload();
+  await publish(hubUrl, { topic: "public/r", data: 2 });
+  await open(hubUrl);
+  await until(async () => (await page.evaluate(() => window.kept.length)) === 1, "the missed event");
+  assert.deepEqual(await page.evaluate(() => window.kept), [2], "only what the reload missed");
+  await page.evaluate(() => window.keptClient.close());
+  await stopHub(hub);
+});
