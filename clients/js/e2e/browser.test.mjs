@@ -248,3 +248,39 @@ test("resume after a page reload: the last id kept in sessionStorage, nothing lo
   await page.evaluate(() => window.keptClient.close());
   await stopHub(hub);
 });
+
+test("offline then online, and a frozen then resumed page, reconnect at once in the browser", async () => {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "tidings-e2e-"));
+  const hubUrl = `http://127.0.0.1:${port}`;
+  const hub = await startHub(port, dir);
+  const context = await browser.newContext();
+  const tab = await context.newPage();
+  await tab.goto(pageOrigin);
+  // A one-minute backoff: only the page events can bring the client back within the test.
+  await tab.evaluate(async (url) => {
+    const { Tidings } = await import(`${url}/client/tidings.js`);
+    window.opens = 0;
+    window.life = new Tidings({ url, topics: ["public/l"], retry: 60000 });
+    window.life.on("open", () => window.opens++);
+  }, hubUrl);
+  await until(() => tab.evaluate(() => window.opens === 1), "the first open");
+  // Offline: the stream fails and the client waits out its backoff; online brings it back.
+  await context.setOffline(true);
+  await tab.evaluate(() => window.life.reconnect());
+  await until(() => tab.evaluate(() => window.life.state === "waiting"), "the backoff while offline");
+  await context.setOffline(false);
+  await until(() => tab.evaluate(() => window.opens === 2), "the reconnect on `online`");
+  // Frozen then resumed (Page Lifecycle): `resume` reconnects a client that is not open.
+  await context.setOffline(true);
+  await tab.evaluate(() => window.life.reconnect());
+  await until(() => tab.evaluate(() => window.life.state === "waiting"), "the backoff");
+  await context.setOffline(false);
+  const cdp = await context.newCDPSession(tab);
+  await cdp.send("Page.setWebLifecycleState", { state: "frozen" });
+  await cdp.send("Page.setWebLifecycleState", { state: "active" });
+  await until(() => tab.evaluate(() => window.opens === 3), "the reconnect on `resume`");
+  await tab.evaluate(() => window.life.close());
+  await context.close();
+  await stopHub(hub);
+});
