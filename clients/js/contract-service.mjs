@@ -4,7 +4,7 @@
 //   node clients/js/contract-service.mjs --port 8000      (--port 0 picks a free port)
 //
 // GET / -> capabilities; DELETE / -> exit; POST / {streamUrl, callbackUrl, initialDelayMs?,
-// readTimeoutMs?, lastEventId?, headers?} -> 201 with Location /streams/N; POST /streams/N
+// readTimeoutMs?, lastEventId?, headers?, method?, body?} -> 201 with Location /streams/N; POST /streams/N
 // {"command": "restart" | "listen"} -> 204; DELETE /streams/N -> 204. Everything a client sees
 // is POSTed, one at a time and in order, to <callbackUrl>/1, /2, ...
 import http from "node:http";
@@ -15,6 +15,7 @@ const CAPABILITIES = [
   "comments",
   "headers",
   "last-event-id",
+  "post",
   "read-timeout",
   "restart",
   "server-directed-shutdown-request",
@@ -47,6 +48,8 @@ function start(spec) {
     url: spec.streamUrl,
     stream: spec.streamUrl,
     headers: spec.headers ?? {},
+    method: spec.method,
+    body: spec.body,
     lastEventId: spec.lastEventId,
     retry: spec.initialDelayMs ?? 1000,
     idleTimeout: spec.readTimeoutMs,

@@ -38,6 +38,10 @@ export interface Options {
   idleTimeout?: number;
   /** Extra request headers. */
   headers?: Record<string, string>;
+  /** The request method (default `GET`), for servers that stream a `POST`'s answer. */
+  method?: string;
+  /** The request body, sent on every connect. */
+  body?: BodyInit;
   /** The `fetch` to use (default: the global one). */
   fetch?: typeof fetch;
   /** Closes the client when aborted. */
@@ -268,6 +272,8 @@ export class Tidings {
     return {
       url: query ? `${base}${base.includes("?") ? "&" : "?"}${query}` : base,
       init: {
+        method: this.#opts.method,
+        body: this.#opts.body,
         headers,
         cache: "no-store",
         credentials: tokenIn === "cookie" ? "include" : "same-origin",
@@ -445,8 +451,7 @@ export class Tidings {
 
 function hubError(body: string): { code?: string; message?: string } {
   try {
-    const e = JSON.parse(body)?.error;
-    return { code: e?.code, message: e?.message };
+    return JSON.parse(body).error ?? {};
   } catch {
     return {};
   }

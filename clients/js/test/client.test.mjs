@@ -205,3 +205,23 @@ test("close() leaves nothing behind: a waiting client lets the process exit", as
   assert.equal(hub.state, "closed");
   await server.close();
 });
+
+test("a stream can be the answer to a POST with a body", async () => {
+  let got;
+  const server = await serve([
+    (req, res) => {
+      let body = "";
+      req.on("data", (c) => (body += c));
+      req.on("end", () => {
+        got = { method: req.method, body };
+        stream("data: streamed\n\n", { end: false })(req, res);
+      });
+    },
+  ]);
+  const hub = new Tidings({ url: server.url, stream: `${server.url}/chat`, method: "POST", body: '{"q":1}' });
+  await collect(hub, "message", 1);
+  assert.deepEqual(got, { method: "POST", body: '{"q":1}' });
+  assert.equal(server.requests[0].url, "/chat");
+  hub.close();
+  await server.close();
+});

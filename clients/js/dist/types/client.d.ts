@@ -27,6 +27,10 @@ export interface Options {
     idleTimeout?: number;
     /** Extra request headers. */
     headers?: Record<string, string>;
+    /** The request method (default `GET`), for servers that stream a `POST`'s answer. */
+    method?: string;
+    /** The request body, sent on every connect. */
+    body?: BodyInit;
     /** The `fetch` to use (default: the global one). */
     fetch?: typeof fetch;
     /** Closes the client when aborted. */
