@@ -10,7 +10,9 @@ import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { build } from "esbuild";
 
 const BIN = process.env.TIDINGS_BIN;
 const CHROMIUM = "/usr/bin/chromium";
@@ -81,8 +83,44 @@ async function until(check, what, ms = 15000) {
   assert.fail(`timed out waiting for ${what}`);
 }
 
+/** A React page using `tidings/react`, bundled with React for the browser. */
+async function reactApp() {
+  const result = await build({
+    stdin: {
+      contents: `
+        import { createElement as h } from "react";
+        import { createRoot } from "react-dom/client";
+        import { TidingsProvider, useEventStream } from "tidings/react";
+        function Feed() {
+          const n = useEventStream(["public/h"], {
+            initial: 0,
+            reduce: (count) => count + 1,
+            onReset: (info) => window.hookResets.push(info.reason),
+          });
+          return h("b", { id: "count" }, String(n));
+        }
+        window.startApp = (url, lastEventId) => {
+          window.hookResets = [];
+          const root = createRoot(document.body.appendChild(document.createElement("div")));
+          root.render(h(TidingsProvider, { url, lastEventId }, h(Feed)));
+        };`,
+      resolveDir: fileURLToPath(new URL("..", import.meta.url)),
+    },
+    bundle: true,
+    format: "esm",
+    write: false,
+    define: { "process.env.NODE_ENV": '"production"' },
+  });
+  return result.outputFiles[0].text;
+}
+
 before(async () => {
+  const app = await reactApp();
   pageServer = http.createServer((req, res) => {
+    if (req.url === "/app.js") {
+      res.writeHead(200, { "content-type": "text/javascript" });
+      return res.end(app);
+    }
     res.writeHead(200, { "content-type": "text/html" });
     res.end("<!doctype html><title>tidings e2e</title>");
   });
@@ -282,5 +320,28 @@ test("offline then online, and a frozen then resumed page, reconnect at once in 
   await until(() => tab.evaluate(() => window.opens === 3), "the reconnect on `resume`");
   await tab.evaluate(() => window.life.close());
   await context.close();
+  await stopHub(hub);
+});
+
+test("the React hook's onReset runs in the browser when history has a gap", async () => {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "tidings-e2e-"));
+  const hubUrl = `http://127.0.0.1:${port}`;
+  const hub = await startHub(port, dir, ["--history-max-events", "5"]);
+  const old = await publish(hubUrl, { topic: "public/h", data: 0 });
+  for (let n = 1; n <= 10; n++) await publish(hubUrl, { topic: "public/h", data: n });
+  const tab = await browser.newPage();
+  await tab.goto(pageOrigin);
+  await tab.addScriptTag({ url: `${pageOrigin}/app.js`, type: "module" });
+  await until(() => tab.evaluate(() => typeof window.startApp === "function"), "the app");
+  await tab.evaluate(({ url, last }) => window.startApp(url, last), { url: hubUrl, last: old.id });
+  await until(async () => (await tab.evaluate(() => window.hookResets.length)) === 1, "onReset");
+  assert.deepEqual(await tab.evaluate(() => window.hookResets), ["history-gap"]);
+  await publish(hubUrl, { topic: "public/h", data: 11 });
+  await until(
+    async () => (await tab.evaluate(() => document.getElementById("count")?.textContent)) === "1",
+    "the hook's state after the reset",
+  );
+  await tab.close();
   await stopHub(hub);
 });
