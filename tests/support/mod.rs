@@ -15,6 +15,7 @@
 //! - [`sse`]: [`SseStream`], an open `GET /events` response fed to `tidings_wire::Parser`.
 //! - [`tokens`]: JWT minting, legitimate and hostile, and the test key files.
 //! - [`metrics`]: reading Prometheus text.
+//! - [`proxy`]: a fault-injecting TCP proxy (cut, stall, slow, refuse) for the broker tests.
 //!
 //! Every wait has a deadline, so a hung hub fails a test instead of hanging the suite.
 //! Each test binary uses only part of this module, hence the `dead_code` and `unused_imports`
@@ -24,6 +25,7 @@
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod proxy;
 pub mod sse;
 pub mod tokens;
 
