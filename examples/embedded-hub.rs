@@ -89,11 +89,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             let store = Arc::new(DiskStore::open(DiskOptions {
                 dir,
                 durability,
-                retention: Retention {
-                    max_events: config.history_max_events as u64,
-                    max_bytes: config.history_max_bytes as u64,
-                    max_age: config.history_max_age,
-                },
+                retention: Retention::of(&config),
             })?);
             (
                 Hub::with_history(config, Arc::clone(&store) as _)?,

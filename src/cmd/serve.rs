@@ -137,11 +137,7 @@ fn open_history(
     let store = DiskStore::open(DiskOptions {
         dir,
         durability,
-        retention: Retention {
-            max_events: config.history_max_events as u64,
-            max_bytes: config.history_max_bytes as u64,
-            max_age: config.history_max_age,
-        },
+        retention: Retention::of(config),
     })
     .context("--data-dir: cannot open the history")?;
     let (events, bytes) = store.size();

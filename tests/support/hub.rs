@@ -133,6 +133,36 @@ fn listening_addr(line: &str) -> Option<SocketAddr> {
     addr.parse().ok()
 }
 
+/// `args` of the usual hub of the black-box tests: HS256 tokens with the test secret, the test
+/// publish key, every topic public, then `extra`.
+fn standard_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--jwt-secret",
+        super::tokens::SECRET,
+        "--publish-key",
+        PUBLISH_KEY,
+        "--public-topic",
+        "**",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// `--memory` on a free loopback port, then `args`.
+fn in_memory<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut full = vec!["--memory", "--listen", "127.0.0.1:0"];
+    full.extend_from_slice(args);
+    full
+}
+
+/// The durable store in `dir` on a free loopback port, then `args`.
+fn on_disk<'a>(dir: &'a std::path::Path, args: &[&'a str]) -> Vec<&'a str> {
+    let dir = dir.to_str().expect("a UTF-8 data directory");
+    let mut full = vec!["--data-dir", dir, "--listen", "127.0.0.1:0"];
+    full.extend_from_slice(args);
+    full
+}
+
 impl Hub {
     /// Starts `tidings serve --memory --listen 127.0.0.1:0 <args>` and waits until it prints
     /// the address it listens on.
@@ -143,23 +173,12 @@ impl Hub {
     /// The usual hub of the black-box tests: HS256 tokens with the test secret, the test
     /// publish key, every topic public for anonymous subscribers, plus `extra` options.
     pub fn standard(extra: &[&str]) -> Hub {
-        let mut args = vec![
-            "--jwt-secret",
-            super::tokens::SECRET,
-            "--publish-key",
-            PUBLISH_KEY,
-            "--public-topic",
-            "**",
-        ];
-        args.extend_from_slice(extra);
-        Hub::start(&args)
+        Hub::start(&standard_args(extra))
     }
 
     /// Like [`Hub::start`], with extra environment variables.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Hub {
-        let mut full = vec!["--memory", "--listen", "127.0.0.1:0"];
-        full.extend_from_slice(args);
-        Hub::launch(&full, env)
+        Hub::launch(&in_memory(args), env)
     }
 
     /// Starts `tidings serve <args>` exactly as given and waits until it prints the address it
@@ -172,9 +191,7 @@ impl Hub {
     /// native stream path, header timeouts, the bound on non-stream connections, writer
     /// threads, `--dev`'s printout, `--reuse-port`).
     pub fn start_binary(args: &[&str]) -> Hub {
-        let mut full = vec!["--memory", "--listen", "127.0.0.1:0"];
-        full.extend_from_slice(args);
-        Hub::launch_binary(&full, &[])
+        Hub::launch_binary(&in_memory(args), &[])
     }
 
     /// [`Hub::launch`], always on the binary.
@@ -184,23 +201,13 @@ impl Hub {
 
     /// [`Hub::standard`], always on the binary.
     pub fn standard_binary(extra: &[&str]) -> Hub {
-        let mut args = vec![
-            "--jwt-secret",
-            super::tokens::SECRET,
-            "--publish-key",
-            PUBLISH_KEY,
-            "--public-topic",
-            "**",
-        ];
-        args.extend_from_slice(extra);
-        Hub::start_binary(&args)
+        Hub::start_binary(&standard_args(extra))
     }
 
     /// Like [`Hub::start`] (memory, a free loopback port), with the open-files limit of the
     /// hub process set to `soft` and `hard` before it starts (a shell's `ulimit`).
     pub fn start_with_open_files(soft: u64, hard: u64, args: &[&str]) -> Hub {
-        let mut full = vec!["--memory", "--listen", "127.0.0.1:0"];
-        full.extend_from_slice(args);
+        let full = in_memory(args);
         // The binary's handling of its descriptors: always the binary.
         let mut cmd = command_for(Target::Binary, &full, &[]);
         let script = format!("ulimit -Sn {soft} && ulimit -Hn {hard} && exec \"$0\" \"$@\"");
@@ -458,18 +465,12 @@ impl Hub {
     /// (no `--memory`), so a test can kill the hub and start another on the same directory.
     /// Returns once it prints the address it listens on.
     pub fn start_on_disk(dir: &std::path::Path, args: &[&str]) -> Hub {
-        let dir = dir.to_str().expect("a UTF-8 data directory");
-        let mut full = vec!["--data-dir", dir, "--listen", "127.0.0.1:0"];
-        full.extend_from_slice(args);
-        Hub::launch(&full, &[])
+        Hub::launch(&on_disk(dir, args), &[])
     }
 
     /// [`Hub::start_on_disk`], always on the binary.
     pub fn start_on_disk_binary(dir: &std::path::Path, args: &[&str]) -> Hub {
-        let dir = dir.to_str().expect("a UTF-8 data directory");
-        let mut full = vec!["--data-dir", dir, "--listen", "127.0.0.1:0"];
-        full.extend_from_slice(args);
-        Hub::launch_binary(&full, &[])
+        Hub::launch_binary(&on_disk(dir, args), &[])
     }
 
     /// Kills the hub with SIGKILL (no drain, no flush: a crash) and reaps it.

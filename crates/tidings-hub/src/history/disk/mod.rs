@@ -57,6 +57,18 @@ pub struct Retention {
     pub max_age: Option<Duration>,
 }
 
+impl Retention {
+    /// The retention a hub's configuration asks for (`--history-max-events`,
+    /// `--history-max-bytes`, `--history-max-age`).
+    pub fn of(config: &crate::HubConfig) -> Self {
+        Retention {
+            max_events: config.history_max_events as u64,
+            max_bytes: config.history_max_bytes as u64,
+            max_age: config.history_max_age,
+        }
+    }
+}
+
 /// Where and how a [`DiskStore`] keeps its events.
 #[derive(Debug, Clone)]
 pub struct DiskOptions {
