@@ -160,6 +160,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let history = serve.history();
+    let serve_cluster = serve.cluster.as_ref().map(|_| serve.cluster_prefix.clone());
     let (listen, reuse_port, mut config) = (serve.listen, serve.reuse_port, serve.hub);
     init_logging();
     let open_files = crate::limits::raise_open_files();
@@ -220,17 +221,26 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                     .context("cannot start the hub")?;
                 (hub, Some(store))
             }
+            HistoryChoice::Cluster(options) => {
+                let hub = Hub::clustered(config, options)
+                    .await
+                    .context("cannot join the cluster")?;
+                (hub, None)
+            }
             other => anyhow::bail!("this binary cannot serve from {other:?}"),
         };
         println!("tidings listening on http://{addr}");
         if dev {
             print_dev_help(addr, dev_token.as_deref());
         }
-        let where_ = disk.as_ref().map_or("history in memory".to_owned(), |d| {
-            format!("history in {}", d.dir().display())
-        });
+        let where_ = match (&disk, &serve_cluster) {
+            (Some(d), _) => format!("history in {}", d.dir().display()),
+            (None, Some(prefix)) => format!("cluster log {prefix}:log"),
+            (None, None) => "history in memory".to_owned(),
+        };
         tracing::info!(%addr, "serving ({where_})");
-        tidings_hub::serve(listener, hub, shutdown_signal()).await?;
+        tidings_hub::serve(listener, hub.clone(), shutdown_signal()).await?;
+        hub.leave_cluster().await;
         if let Some(store) = disk {
             // Writes what is queued and syncs, so a clean stop loses nothing in any mode.
             store.close();

@@ -16,6 +16,7 @@
 //! - [`tokens`]: JWT minting, legitimate and hostile, and the test key files.
 //! - [`metrics`]: reading Prometheus text.
 //! - [`proxy`]: a fault-injecting TCP proxy (cut, stall, slow, refuse) for the broker tests.
+//! - [`redis`]: a real `redis-server` per test (free port, temp dir, AOF), and cluster nodes on it.
 //!
 //! Every wait has a deadline, so a hung hub fails a test instead of hanging the suite.
 //! Each test binary uses only part of this module, hence the `dead_code` and `unused_imports`
@@ -26,6 +27,7 @@ pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod proxy;
+pub mod redis;
 pub mod sse;
 pub mod tokens;
 

@@ -7,12 +7,15 @@
 //! here too, and CORS grants are decided here for both sinks.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use axum::extract::Query;
 use axum::http::{header, HeaderMap, HeaderValue, Uri};
 
 use crate::auth::{AuthError, Principal};
+use crate::cluster::Cluster;
 use crate::error::ApiError;
+use crate::event::EventId;
 use crate::hub::{Hub, SubscribeSpec};
 use crate::publish::Publish;
 use crate::registry::Limit;
@@ -88,7 +91,12 @@ pub(crate) fn denied(p: &Principal, what: String) -> ApiError {
 /// Everything `GET /events` checks before a stream starts (Host, body, credentials, topics,
 /// permissions, limits), then the registration. Shared by the axum route and the native
 /// stream path of [`crate::serve`].
-pub(crate) fn admit_stream(
+///
+/// On a cluster node two steps wait on the cluster first: a `Last-Event-ID` ahead of this
+/// node's tail (a client moving from a faster node) is waited for, up to
+/// [`crate::cluster::CATCH_UP_WAIT`], so it is not mistaken for an unknown id; and the user's
+/// slot is taken from the cluster-wide count of `--max-connections-per-user`.
+pub(crate) async fn admit_stream(
     hub: &Hub,
     headers: &HeaderMap,
     uri: &Uri,
@@ -151,6 +159,22 @@ pub(crate) fn admit_stream(
                 .find(|(k, _)| k == "last_event_id")
                 .map(|(_, v)| v.clone())
         });
+    let mut held = None;
+    if let Some(cluster) = &hub.inner.cluster {
+        if let Some(id) = last_event_id.as_deref().and_then(EventId::parse) {
+            Cluster::catch_up(&hub.inner, id, crate::cluster::CATCH_UP_WAIT).await;
+            cluster.refresh_floor(id).await;
+        }
+        if let Some(user) = &principal.sub {
+            if !cluster.acquire(user, config.max_connections_per_user).await {
+                hub.inner.metrics.rejected_limit.inc();
+                return Err(ApiError::limit(
+                    "this user is at --max-connections-per-user across the cluster",
+                ));
+            }
+            held = Some((Arc::clone(cluster), Arc::clone(user)));
+        }
+    }
     let spec = SubscribeSpec {
         patterns,
         user: principal.sub.clone(),
@@ -158,12 +182,19 @@ pub(crate) fn admit_stream(
         exp: principal.exp,
         last_event_id,
     };
-    hub.inner.subscribe(spec).map_err(|limit| match limit {
+    let admitted = hub.inner.subscribe(spec).map_err(|limit| match limit {
         Limit::Total => ApiError::limit("the hub is at --max-connections"),
         Limit::PerUser => ApiError::limit("this user is at --max-connections-per-user"),
         Limit::PerIp => ApiError::limit("this address is at --max-connections-per-ip"),
         Limit::Draining => ApiError::draining(),
-    })
+    });
+    if let Some((cluster, user)) = held {
+        match &admitted {
+            Ok(sub) => cluster.hold(sub.key(), user),
+            Err(_) => cluster.release_user(user),
+        }
+    }
+    admitted
 }
 
 /// The caller of a POST endpoint. Credentials come from the `Authorization` header only: a

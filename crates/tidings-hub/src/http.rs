@@ -18,10 +18,11 @@ use crate::admission::{
 };
 use crate::auth::{Principal, PrincipalKind};
 use crate::body::{parse_message, parse_publish, read_json_body};
+use crate::cluster::{LoggedKey, Outcome};
 use crate::error::ApiError;
 use crate::hub::Hub;
 use crate::idempotency::{fingerprint, validate_key, Claim};
-use crate::publish::Publish;
+use crate::publish::{Publish, Published};
 use crate::sse_body::SseBody;
 use crate::stream::RESPONSE_HEADERS;
 use crate::topic::validate_user;
@@ -49,7 +50,7 @@ async fn subscribe(State(hub): State<Hub>, req: Request) -> Result<Response, Api
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let subscription = admit_stream(&hub, req.headers(), req.uri(), peer)?;
+    let subscription = admit_stream(&hub, req.headers(), req.uri(), peer).await?;
     let mut res = Response::new(Body::new(SseBody::new(subscription)));
     for (name, value) in RESPONSE_HEADERS {
         res.headers_mut()
@@ -95,9 +96,45 @@ fn key_scope(p: &Principal) -> String {
     }
 }
 
+/// A publish's JSON answer, and whether it repeats an earlier one.
+struct Answer {
+    json: serde_json::Value,
+    replayed: bool,
+}
+
+/// Turns a publish outcome into its answer; `shape` renders the events as the endpoint
+/// answers (`/publish`, `/notify`, `/broadcast` differ).
+fn answer_of(
+    outcome: Outcome,
+    shape: impl FnOnce(Vec<Published>) -> serde_json::Value,
+) -> Result<Answer, ApiError> {
+    match outcome {
+        Outcome::Fresh(out) => Ok(Answer {
+            json: shape(out),
+            replayed: false,
+        }),
+        Outcome::Replayed(out) => Ok(Answer {
+            json: shape(out),
+            replayed: true,
+        }),
+        Outcome::Conflict => Err(key_reused()),
+    }
+}
+
+fn key_reused() -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+        "this Idempotency-Key was already used for another request within \
+         --idempotency-window; use a new key for a new request",
+    )
+}
+
 /// Runs `publish` once per `Idempotency-Key`: a retry inside the window gets the first
-/// answer (marked `Idempotent-Replayed: true`) and publishes nothing.
-async fn at_most_once<F>(
+/// answer (marked `Idempotent-Replayed: true`) and publishes nothing. On a cluster node the
+/// key is also recorded in the shared log with the events (one atomic step), so a retry on
+/// another node, or after this node restarted, is answered with the first event's id too.
+async fn at_most_once<F, Fut>(
     hub: &Hub,
     principal: &Principal,
     key: Option<String>,
@@ -106,9 +143,10 @@ async fn at_most_once<F>(
     publish: F,
 ) -> Result<Response, ApiError>
 where
-    F: std::future::Future<Output = Result<serde_json::Value, ApiError>>,
+    F: FnOnce(Option<LoggedKey>) -> Fut,
+    Fut: std::future::Future<Output = Result<Answer, ApiError>>,
 {
-    let answer = |json: Bytes, replayed: bool| {
+    let respond = |json: Bytes, replayed: bool| {
         let mut res = (
             [(
                 header::CONTENT_TYPE,
@@ -125,29 +163,34 @@ where
     };
     let encode = |value: &serde_json::Value| Bytes::from(value.to_string());
     let Some(key) = key else {
-        return Ok(answer(encode(&publish.await?), false));
+        let answer = publish(None).await?;
+        return Ok(respond(encode(&answer.json), answer.replayed));
     };
+    let scope = key_scope(principal);
+    let logged = hub.inner.cluster.as_ref().map(|_| {
+        LoggedKey::new(
+            &scope,
+            &key,
+            endpoint,
+            body,
+            hub.config().idempotency_window,
+        )
+    });
     let fingerprint = fingerprint(endpoint, body);
-    match hub
-        .inner
-        .idempotency
-        .claim(&key_scope(principal), &key, fingerprint)
-        .await
-    {
+    match hub.inner.idempotency.claim(&scope, &key, fingerprint).await {
         Claim::Replay(json) => {
             hub.inner.metrics.idempotent_replays.inc();
-            Ok(answer(json, true))
+            Ok(respond(json, true))
         }
-        Claim::Conflict => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
-            "this Idempotency-Key was already used for another request within \
-             --idempotency-window; use a new key for a new request",
-        )),
+        Claim::Conflict => Err(key_reused()),
         Claim::First(attempt) => {
-            let json = encode(&publish.await?);
+            let answer = publish(logged).await?;
+            let json = encode(&answer.json);
+            if answer.replayed {
+                hub.inner.metrics.idempotent_replays.inc();
+            }
             attempt.succeeded(json.clone());
-            Ok(answer(json, false))
+            Ok(respond(json, answer.replayed))
         }
     }
 }
@@ -159,18 +202,33 @@ async fn publish(State(hub): State<Hub>, req: Request) -> Result<Response, ApiEr
     for e in &events {
         check_targets(&principal, e)?;
     }
-    at_most_once(&hub, &principal, key, "/publish", &bytes, async {
-        let published = hub.publish_batch(events).await?;
-        let value = if batch {
-            serde_json::to_value(published)
-        } else {
-            serde_json::to_value(published.into_iter().next())
-        };
-        value.map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-        })
+    at_most_once(&hub, &principal, key, "/publish", &bytes, |logged| {
+        let hub = &hub;
+        async move {
+            let outcome = hub.publish_keyed(events, logged.as_ref()).await?;
+            answer_of(outcome, |published| {
+                if batch {
+                    serde_json::json!(published)
+                } else {
+                    serde_json::json!(published.into_iter().next())
+                }
+            })
+        }
     })
     .await
+}
+
+/// Connections of `user` on the other nodes, as of their last heartbeat (0 on a single node).
+fn elsewhere_for_user(hub: &Hub, user: &str) -> usize {
+    hub.inner
+        .cluster
+        .as_ref()
+        .map_or(0, |c| c.others().users.get(user).copied().unwrap_or(0))
+}
+
+/// Connections on the other nodes, as of their last heartbeat (0 on a single node).
+fn elsewhere_total(hub: &Hub) -> usize {
+    hub.inner.cluster.as_ref().map_or(0, |c| c.others().total)
 }
 
 async fn notify(
@@ -183,11 +241,21 @@ async fn notify(
     let key = idempotency_key(req.headers())?;
     let (principal, bytes) = authorized_body(&hub, req).await?;
     let endpoint = format!("/notify/{user}");
-    let event = parse_message(&bytes, Publish::to_user(user))?;
+    let event = parse_message(&bytes, Publish::to_user(user.clone()))?;
     check_targets(&principal, &event)?;
-    at_most_once(&hub, &principal, key, &endpoint, &bytes, async {
-        let p = hub.publish(event).await?;
-        Ok(serde_json::json!({ "id": p.id, "sent": p.delivered }))
+    at_most_once(&hub, &principal, key, &endpoint, &bytes, |logged| {
+        let (hub, user) = (&hub, &user);
+        async move {
+            let outcome = hub.publish_keyed(vec![event], logged.as_ref()).await?;
+            let elsewhere = elsewhere_for_user(hub, user);
+            answer_of(outcome, |published| {
+                let p = published.into_iter().next();
+                serde_json::json!({
+                    "id": p.as_ref().map(|p| p.id.clone()),
+                    "sent": p.map_or(0, |p| p.delivered) + elsewhere,
+                })
+            })
+        }
     })
     .await
 }
@@ -197,10 +265,21 @@ async fn broadcast(State(hub): State<Hub>, req: Request) -> Result<Response, Api
     let (principal, bytes) = authorized_body(&hub, req).await?;
     let event = parse_message(&bytes, Publish::to_everyone())?;
     check_targets(&principal, &event)?;
-    at_most_once(&hub, &principal, key, "/broadcast", &bytes, async {
-        let total = hub.connection_count();
-        let p = hub.publish(event).await?;
-        Ok(serde_json::json!({ "id": p.id, "sent": p.delivered, "total": total }))
+    at_most_once(&hub, &principal, key, "/broadcast", &bytes, |logged| {
+        let hub = &hub;
+        async move {
+            let local = hub.connection_count();
+            let outcome = hub.publish_keyed(vec![event], logged.as_ref()).await?;
+            let elsewhere = elsewhere_total(hub);
+            answer_of(outcome, |published| {
+                let p = published.into_iter().next();
+                serde_json::json!({
+                    "id": p.as_ref().map(|p| p.id.clone()),
+                    "sent": p.map_or(0, |p| p.delivered) + elsewhere,
+                    "total": local + elsewhere,
+                })
+            })
+        }
     })
     .await
 }
@@ -220,20 +299,33 @@ async fn clients(State(hub): State<Hub>, req: Request) -> Result<Response, ApiEr
             .collect();
         return Ok(Json(serde_json::json!({ "user": user, "connections": conns })).into_response());
     }
-    let users: serde_json::Map<String, serde_json::Value> = registry
+    // On a cluster node, the other nodes' counts as of their last heartbeat are added.
+    let mut users: std::collections::BTreeMap<String, usize> = registry
         .user_counts()
-        .map(|(u, n)| (u.to_owned(), n.into()))
+        .map(|(u, n)| (u.to_owned(), n))
         .collect();
-    let topics: serde_json::Map<String, serde_json::Value> = registry
+    let mut topics: std::collections::BTreeMap<String, usize> = registry
         .pattern_counts()
-        .map(|(t, n)| (t.to_owned(), n.into()))
+        .map(|(t, n)| (t.to_owned(), n))
         .collect();
-    Ok(
-        Json(
-            serde_json::json!({ "total": registry.conns.len(), "users": users, "topics": topics }),
-        )
-        .into_response(),
-    )
+    let mut total = registry.conns.len();
+    drop(registry);
+    let mut body = serde_json::Map::new();
+    if let Some(cluster) = &hub.inner.cluster {
+        let others = cluster.others();
+        total += others.total;
+        for (u, n) in &others.users {
+            *users.entry(u.clone()).or_default() += n;
+        }
+        for (t, n) in &others.topics {
+            *topics.entry(t.clone()).or_default() += n;
+        }
+        body.insert("nodes".into(), (others.nodes + 1).into());
+    }
+    body.insert("total".into(), total.into());
+    body.insert("users".into(), serde_json::json!(users));
+    body.insert("topics".into(), serde_json::json!(topics));
+    Ok(Json(serde_json::Value::Object(body)).into_response())
 }
 
 async fn metrics(State(hub): State<Hub>) -> Response {
@@ -268,6 +360,19 @@ async fn healthz() -> Response {
 async fn readyz(State(hub): State<Hub>) -> Response {
     if hub.is_draining() {
         return ApiError::draining().into_response();
+    }
+    if let Some(cluster) = &hub.inner.cluster {
+        if !cluster.is_ready() {
+            return ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "broker_unavailable",
+                    "the cluster broker is unreachable; open streams stay open, publishes are refused",
+                )
+            }
+            .into_response();
+        }
     }
     Json(serde_json::json!({ "status": "ready" })).into_response()
 }

@@ -16,6 +16,7 @@ use bytes::{Bytes, BytesMut};
 use parking_lot::{Mutex, RwLock};
 
 use crate::auth::{AuthConfig, Authenticator};
+use crate::cluster::{Cluster, ClusterOptions, ClusterStore, LoggedKey, Outcome};
 use crate::config::{ConfigError, HubConfig};
 use crate::conn::{CloseReason, Conn};
 use crate::event::{EventId, StoredEvent};
@@ -67,6 +68,11 @@ pub(crate) struct Inner {
     writers: RwLock<Option<tokio::runtime::Handle>>,
     /// The non-stream connections of `serve`, while it runs (for `/metrics`).
     pub http_conns: RwLock<Option<Arc<crate::http_conns::HttpConns>>>,
+    /// The shared log and this node's part in it, in cluster mode.
+    pub cluster: Option<Arc<Cluster>>,
+    /// `fanned_out`, watched (a cluster subscriber resuming from an id this node has not
+    /// reached yet waits on it).
+    fanned_watch: tokio::sync::watch::Sender<EventId>,
 }
 
 /// Why a hub could not be built.
@@ -79,6 +85,9 @@ pub enum HubError {
     /// The token keys are unusable.
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthConfigError),
+    /// The cluster's broker is unreachable or unfit (`--cluster`).
+    #[error("--cluster: {0}")]
+    Cluster(String),
 }
 
 type PublishReceiver = tokio::sync::oneshot::Receiver<Result<Vec<Published>, PublishError>>;
@@ -114,6 +123,46 @@ impl Hub {
     pub fn with_history(
         config: HubConfig,
         history: Arc<dyn HistoryStore>,
+    ) -> Result<Self, HubError> {
+        Self::build(config, history, None)
+    }
+
+    /// A node of a cluster on a shared log (`--cluster`): connects to the broker, checks
+    /// that it persists writes as `options.durability` requires, and starts tailing the log.
+    /// Must be called inside a tokio runtime.
+    pub async fn clustered(config: HubConfig, options: ClusterOptions) -> Result<Self, HubError> {
+        config.validate()?;
+        let cluster = Cluster::connect(&options, &config)
+            .await
+            .map_err(HubError::Cluster)?;
+        let store = Arc::new(ClusterStore(Arc::clone(&cluster)));
+        let hub = Self::build(config, store, Some(Arc::clone(&cluster)))?;
+        cluster.start(Arc::downgrade(&hub.inner));
+        // Serve only once the tail reads: before that every publish would be refused.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cluster.is_ready() {
+            if Instant::now() > deadline {
+                return Err(HubError::Cluster(
+                    "the node could not start tailing the shared log within 10 s".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(hub)
+    }
+
+    /// Leaves the cluster (if clustered) so the other nodes stop counting this one's
+    /// connections at once rather than when its lease runs out. Called after a drain.
+    pub async fn leave_cluster(&self) {
+        if let Some(cluster) = &self.inner.cluster {
+            cluster.leave().await;
+        }
+    }
+
+    fn build(
+        config: HubConfig,
+        history: Arc<dyn HistoryStore>,
+        cluster: Option<Arc<Cluster>>,
     ) -> Result<Self, HubError> {
         config.validate()?;
         let public_topics = config
@@ -155,6 +204,8 @@ impl Hub {
             fanout: fanout::FanoutQueue::new(tokio::runtime::Handle::current()),
             writers: RwLock::new(None),
             http_conns: RwLock::new(None),
+            cluster,
+            fanned_watch: tokio::sync::watch::Sender::new(start),
             config,
         });
         tokio::spawn(housekeeping(Arc::downgrade(&inner)));
@@ -188,6 +239,14 @@ impl Hub {
             .into_iter()
             .map(|e| e.prepare(&limits))
             .collect::<Result<Vec<_>, _>>()?;
+        if self.inner.cluster.is_some() {
+            return match self.publish_logged(prepared, None).await? {
+                Outcome::Fresh(out) | Outcome::Replayed(out) => Ok(out),
+                Outcome::Conflict => Err(PublishError::Invalid(
+                    "the idempotency key was used for another request".into(),
+                )),
+            };
+        }
         let out = Arc::clone(&self.inner).publish(prepared)?.await;
         let out = out.map_err(|_| {
             PublishError::History(crate::history::StoreError::Unavailable(
@@ -199,6 +258,48 @@ impl Hub {
             .publish_latency
             .observe(started.elapsed());
         Ok(out)
+    }
+
+    /// A publish through the cluster's log, once per `key` across the cluster.
+    async fn publish_logged(
+        &self,
+        prepared: Vec<Prepared>,
+        key: Option<&LoggedKey>,
+    ) -> Result<Outcome, PublishError> {
+        let Some(cluster) = &self.inner.cluster else {
+            return Err(PublishError::Invalid("not a cluster node".into()));
+        };
+        if self.inner.is_draining() {
+            return Err(PublishError::Draining);
+        }
+        let started = Instant::now();
+        let out = cluster.publish(prepared, key).await?;
+        self.inner
+            .metrics
+            .publish_latency
+            .observe(started.elapsed());
+        Ok(out)
+    }
+
+    /// Publishes a batch for the HTTP layer: with an `Idempotency-Key` recorded in the shared
+    /// log in cluster mode (so a retry on any node is answered, not published again).
+    pub(crate) async fn publish_keyed(
+        &self,
+        events: Vec<Publish>,
+        key: Option<&LoggedKey>,
+    ) -> Result<Outcome, PublishError> {
+        if self.inner.cluster.is_none() || key.is_none() {
+            return self.publish_batch(events).await.map(Outcome::Fresh);
+        }
+        let limits = PublishLimits {
+            max_event_bytes: self.inner.config.max_event_bytes,
+            max_targets: self.inner.config.max_targets,
+        };
+        let prepared = events
+            .into_iter()
+            .map(|e| e.prepare(&limits))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.publish_logged(prepared, key).await
     }
 
     /// Sends an event to every connection of `user`; returns its id and the number of
@@ -389,6 +490,9 @@ impl Inner {
     }
 
     pub fn unregister(&self, conn: &Conn) {
+        if let Some(cluster) = &self.cluster {
+            cluster.release(conn.key);
+        }
         if let Some(exp) = conn.exp {
             self.expiring.lock().remove(&(exp, conn.key));
         }
@@ -398,6 +502,23 @@ impl Inner {
             drop(registry);
             self.metrics.connections_closed.inc();
         }
+    }
+
+    /// A receiver of the newest id fanned out.
+    pub fn fanned_out_watch(&self) -> tokio::sync::watch::Receiver<EventId> {
+        self.fanned_watch.subscribe()
+    }
+
+    /// Notes a fan-out pass's newest id for [`Inner::fanned_out_watch`].
+    pub(super) fn note_fanned_out(&self, newest: EventId) {
+        self.fanned_watch.send_if_modified(|seen| {
+            if newest > *seen {
+                *seen = newest;
+                true
+            } else {
+                false
+            }
+        });
     }
 
     pub fn gauges(&self) -> Gauges {

@@ -27,6 +27,8 @@
 //! One event, publish to socket:
 //! - `hub`: the engine: the publish sequencer, fan-out after durability, registration,
 //!   housekeeping (heartbeats, expiry), drain.
+//! - [`cluster`]: cluster mode (`--cluster redis://`): a shared, ordered log in Redis that
+//!   every node appends to and tails; its window doubles as the node's history.
 //! - [`history`]: the replay log behind the [`HistoryStore`] trait: bounded in memory, or
 //!   durable on disk (fjall, group commit, per-topic and per-user indexes).
 //! - `registry`: who is connected and the index the fan-out walks.
@@ -63,6 +65,7 @@ pub mod auth;
 pub mod bench_support;
 mod body;
 mod client_js;
+pub mod cluster;
 pub mod config;
 mod conn;
 mod error;

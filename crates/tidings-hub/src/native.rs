@@ -133,7 +133,7 @@ async fn serve_stream(
     headers: &HeaderMap,
 ) {
     let cors = allowed_origin(hub, headers);
-    let mut sub = match admit_stream(hub, headers, uri, Some(peer.ip())) {
+    let mut sub = match admit_stream(hub, headers, uri, Some(peer.ip())).await {
         Ok(sub) => sub,
         Err(err) => {
             let _ = write_error(&mut stream, &err, cors.as_ref()).await;

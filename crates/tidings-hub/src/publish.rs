@@ -226,7 +226,42 @@ pub(crate) struct Prepared {
     frame: BytesMut,
 }
 
+/// A prepared event's fields, borrowed (see [`Prepared::parts`]).
+pub(crate) struct Parts<'a> {
+    pub topics: &'a [Arc<str>],
+    pub users: &'a [Arc<str>],
+    pub broadcast: bool,
+    /// The frame with the id stand-in.
+    pub frame: &'a [u8],
+}
+
 impl Prepared {
+    /// A prepared event rebuilt from what another node logged (see `cluster::entry`):
+    /// `frame` carries the id stand-in, as [`Prepared::parts`] gave it.
+    pub(crate) fn from_parts(
+        topics: Box<[Arc<str>]>,
+        users: Box<[Arc<str>]>,
+        broadcast: bool,
+        frame: BytesMut,
+    ) -> Self {
+        Self {
+            topics,
+            users,
+            broadcast,
+            frame,
+        }
+    }
+
+    /// Its targets and its frame with the id stand-in, for a shared log.
+    pub(crate) fn parts(&self) -> Parts<'_> {
+        Parts {
+            topics: &self.topics,
+            users: &self.users,
+            broadcast: self.broadcast,
+            frame: &self.frame,
+        }
+    }
+
     /// The event with its id: the sequencer's whole share of the work is writing the id's
     /// digits over the stand-in (no encoding, no allocation under its lock).
     pub fn stamp(self, id: EventId, published_ms: u64) -> StoredEvent {

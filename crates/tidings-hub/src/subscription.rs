@@ -46,6 +46,11 @@ impl Subscription {
         }
     }
 
+    /// The subscriber's registry key.
+    pub fn key(&self) -> u64 {
+        self.conn.key
+    }
+
     /// The subscriber as the fan-out sees it.
     #[cfg(any(test, feature = "bench-support"))]
     pub fn conn(&self) -> &Arc<Conn> {

@@ -185,6 +185,15 @@ fn text(v: &str) -> Result<String, String> {
     Ok(v.to_owned())
 }
 
+fn cluster_url(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    if v.starts_with("redis://") || v.starts_with("rediss://") {
+        Ok(v.to_owned())
+    } else {
+        Err("a cluster URL starts with redis:// (e.g. redis://127.0.0.1:6379/0)".into())
+    }
+}
+
 fn path(v: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(v))
 }
@@ -213,6 +222,12 @@ pub static OPTIONS: &[OptionSpec] = &[
     one!("durability", "MODE", "interval",
         "When a publish is acknowledged: `sync` after fsync (group commit; survives power loss), or `interval` after the write reaches the OS, fsynced every --flush-interval (survives a process crash; a machine crash can lose the last interval)", secret: false,
         |c| c.durability, DurabilityMode::parse, |m: &DurabilityMode| vec![m.as_str().to_owned()]),
+    one!("cluster", "URL", "redis://127.0.0.1:6390/0",
+        "Cluster mode: share one log with other hub processes through Redis (`redis://[:PASSWORD@]HOST:PORT[/DB]`; also TIDINGS_CLUSTER_URL). Any node takes any publish or subscription; --memory and --data-dir do not apply. See docs/CLUSTER.md", secret: true,
+        |c| c.cluster, some(cluster_url), show_opt(|s: &String| vec![s.clone()])),
+    one!("cluster-prefix", "PREFIX", "tidings-eu",
+        "Prefix of every Redis key of the cluster (several clusters can share one Redis)", secret: false,
+        |c| c.cluster_prefix, text, |s: &String| vec![s.clone()]),
     one!("flush-interval", "DURATION", "250ms",
         "How often `--durability interval` fsyncs the history (1ms to 60s)", secret: false,
         |c| c.flush_interval, parse_duration, show_duration),

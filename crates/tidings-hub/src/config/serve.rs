@@ -32,6 +32,10 @@ pub struct ServeConfig {
     pub jwt_public_key: Option<PathBuf>,
     /// Share the port with other processes (`--reuse-port`).
     pub reuse_port: bool,
+    /// The shared log of cluster mode (`--cluster`).
+    pub cluster: Option<String>,
+    /// The prefix of the cluster's keys (`--cluster-prefix`).
+    pub cluster_prefix: String,
     /// The engine's configuration.
     pub hub: HubConfig,
 }
@@ -46,6 +50,8 @@ impl Default for ServeConfig {
             flush_interval: Duration::from_millis(100),
             jwt_public_key: None,
             reuse_port: false,
+            cluster: None,
+            cluster_prefix: "tidings".into(),
             hub: HubConfig::default(),
         }
     }
@@ -93,6 +99,8 @@ pub enum HistoryChoice {
         /// Its durability.
         durability: Durability,
     },
+    /// A shared log (`--cluster`).
+    Cluster(crate::cluster::ClusterOptions),
 }
 
 impl ServeConfig {
@@ -108,6 +116,13 @@ impl ServeConfig {
 
     /// The history store this configuration selects.
     pub fn history(&self) -> HistoryChoice {
+        if let Some(url) = &self.cluster {
+            return HistoryChoice::Cluster(
+                crate::cluster::ClusterOptions::new(url.clone())
+                    .prefix(self.cluster_prefix.clone())
+                    .durability(self.durability),
+            );
+        }
         if self.memory {
             return HistoryChoice::Memory;
         }
@@ -288,6 +303,14 @@ impl Loader {
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<&mut Self, LoadError> {
         for (name, value) in vars {
+            // The cluster URL carries a password; it is also read under the conventional
+            // name of a URL variable.
+            if name == "TIDINGS_CLUSTER_URL" {
+                if let Some(option) = find("cluster") {
+                    self.apply(option, Layer::Env, &name, &value)?;
+                }
+                continue;
+            }
             if let Some(option) = find(&name).filter(|o| o.env() == name) {
                 self.apply(option, Layer::Env, &name, &value)?;
             }
@@ -348,6 +371,13 @@ impl Loader {
                 )
             })?;
             config.hub.jwt_public_key_pem = Some(pem);
+        }
+        if config.cluster.is_some() && config.memory {
+            return Err(ConfigError::new(
+                "memory",
+                "--memory and --cluster exclude each other: a cluster keeps its history in the shared log",
+            )
+            .into());
         }
         config.hub.validate()?;
         config.hub.check_listen(config.listen)?;

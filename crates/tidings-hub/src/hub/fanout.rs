@@ -24,7 +24,7 @@ use crate::publish::{PublishError, Published};
 /// lock (new subscribers wait on it).
 const PASS: usize = 64;
 
-type Reply = tokio::sync::oneshot::Sender<Result<Vec<Published>, PublishError>>;
+pub(crate) type Reply = tokio::sync::oneshot::Sender<Result<Vec<Published>, PublishError>>;
 
 /// Durable batches waiting for the runner.
 pub(super) struct FanoutQueue {
@@ -70,7 +70,7 @@ impl Inner {
 
     /// A batch is durable: queue it for the runner, starting one if none runs. Called by the
     /// store, in append order.
-    pub(super) fn durable(self: &Arc<Self>, events: Vec<Arc<StoredEvent>>, reply: Reply) {
+    pub(crate) fn durable(self: &Arc<Self>, events: Vec<Arc<StoredEvent>>, reply: Reply) {
         let start = {
             let mut st = self.fanout.state.lock();
             st.batches.push_back((events, reply));
@@ -108,7 +108,7 @@ impl Inner {
     fn fan_out(&self, batches: Vec<(Vec<Arc<StoredEvent>>, Reply)>) {
         let mut wakes = Vec::new();
         let mut replies = Vec::with_capacity(batches.len());
-        {
+        let newest = {
             let mut fanned_out = self.fanned_out.lock();
             let registry = self.registry.read();
             for (events, reply) in batches {
@@ -131,6 +131,10 @@ impl Inner {
                 }
                 replies.push((reply, out));
             }
+            *fanned_out
+        };
+        if self.cluster.is_some() {
+            self.note_fanned_out(newest);
         }
         self.wake_writers(wakes);
         for (reply, out) in replies {

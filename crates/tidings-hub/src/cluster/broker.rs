@@ -1,0 +1,706 @@
+//! The Redis side of cluster mode: connections, the scripts, and every command the hub sends.
+//!
+//! Keys, under `--cluster-prefix` (`P`):
+//! - `P:log`: the stream, the one ordered log of events (see `entry`).
+//! - `P:epoch`: the log's identity; a node that finds it missing or changed knows the log lost
+//!   data (see `Cluster::check_continuity`).
+//! - `P:idem:<digest>`: an `Idempotency-Key` and the ids it published, for the window.
+//! - `P:nodes`: live nodes, a sorted set scored by lease expiry (Redis time, ms).
+//! - `P:node:<id>`: a node's connection counts (JSON), refreshed with its lease.
+//! - `P:user:<user>`: per node, that user's open streams (for `--max-connections-per-user`).
+//!
+//! One multiplexed connection carries publishes and reads; the tail has its own (a blocking
+//! read would stall the others). When a command fails for want of Redis, the node is marked
+//! down at once: publishes then fail in microseconds with 503 until a reconnect succeeds,
+//! rather than each waiting for a timeout.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, RedisError, Script, Value};
+
+use crate::config::DurabilityMode;
+
+/// How long a publish or a read may wait for Redis before the node calls it down.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the tail's blocking read waits for new entries.
+pub(crate) const TAIL_BLOCK: Duration = Duration::from_millis(1000);
+
+/// A publish batch, written atomically: every event of the batch or none, consecutive in the
+/// log. With an idempotency key, a key already used answers with what it published.
+const PUBLISH: &str = r"
+if KEYS[2] ~= '' then
+  local prior = redis.call('GET', KEYS[2])
+  if prior then return {0, prior} end
+end
+local ids = {}
+local maxlen = ARGV[1]
+for i = 5, #ARGV do
+  if maxlen == '0' then
+    ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'o', ARGV[2], 'e', ARGV[i])
+  else
+    ids[#ids + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'o', ARGV[2], 'e', ARGV[i])
+  end
+end
+local joined = table.concat(ids, ',')
+if KEYS[2] ~= '' then
+  redis.call('SET', KEYS[2], ARGV[3] .. '|' .. joined, 'PX', ARGV[4])
+end
+return {1, joined}
+";
+
+/// The log lost data: the first node to notice writes one gap marker and a new epoch; the
+/// others find the epoch changed and adopt it. Returns the epoch in force.
+const MARK_GAP: &str = r"
+local current = redis.call('GET', KEYS[1])
+if (current == false and ARGV[1] ~= '') or current == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2])
+  redis.call('XADD', KEYS[2], '*', 'gap', ARGV[2])
+  return ARGV[2]
+end
+if current == false then
+  redis.call('SET', KEYS[1], ARGV[2])
+  return ARGV[2]
+end
+return current
+";
+
+/// Takes a connection slot for a user if the live nodes' counts leave room. KEYS: the
+/// user's hash, the live-node set. ARGV: this node, the limit.
+const ACQUIRE: &str = r"
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local counts = redis.call('HGETALL', KEYS[1])
+local total = 0
+for i = 1, #counts, 2 do
+  local node, n = counts[i], tonumber(counts[i + 1])
+  local lease = redis.call('ZSCORE', KEYS[2], node)
+  if node == ARGV[1] or (lease and tonumber(lease) > now_ms) then
+    total = total + n
+  else
+    redis.call('HDEL', KEYS[1], node)
+  end
+end
+if total >= tonumber(ARGV[2]) then return 0 end
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+return 1
+";
+
+/// Gives a slot back. KEYS: the user's hash. ARGV: this node.
+const RELEASE: &str = r"
+local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return n
+";
+
+/// Renews this node's lease and snapshot; returns every live node's snapshot. KEYS: the
+/// live-node set, this node's snapshot key. ARGV: this node, lease ms, snapshot, prefix.
+const HEARTBEAT: &str = r"
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[2]), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
+redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
+local live = redis.call('ZRANGE', KEYS[1], 0, -1)
+local out = {}
+for _, node in ipairs(live) do
+  if node ~= ARGV[1] then
+    local snap = redis.call('GET', ARGV[4] .. ':node:' .. node)
+    if snap then out[#out + 1] = snap end
+  end
+end
+return out
+";
+
+/// Why a command failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub(crate) struct BrokerError {
+    /// Redis is unreachable or not serving (the node is now marked down).
+    pub down: bool,
+    pub message: String,
+}
+
+impl BrokerError {
+    fn other(message: impl Into<String>) -> Self {
+        Self {
+            down: false,
+            message: message.into(),
+        }
+    }
+}
+
+/// Whether an error means Redis is not there (as opposed to a command it refused).
+fn is_outage(err: &RedisError) -> bool {
+    err.is_io_error()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        || err.is_timeout()
+        || err.is_unrecoverable_error()
+        || matches!(
+            err.code(),
+            Some("LOADING" | "MASTERDOWN" | "READONLY" | "BUSY" | "MISCONF")
+        )
+}
+
+/// The key names under the prefix.
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    pub prefix: String,
+    pub log: String,
+    pub epoch: String,
+    pub nodes: String,
+}
+
+impl Keys {
+    fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            log: format!("{prefix}:log"),
+            epoch: format!("{prefix}:epoch"),
+            nodes: format!("{prefix}:nodes"),
+        }
+    }
+    pub fn idem(&self, digest: &str) -> String {
+        format!("{}:idem:{digest}", self.prefix)
+    }
+    pub fn node(&self, node: &str) -> String {
+        format!("{}:node:{node}", self.prefix)
+    }
+    pub fn user(&self, user: &str) -> String {
+        format!("{}:user:{user}", self.prefix)
+    }
+}
+
+/// One entry read from the log.
+#[derive(Debug)]
+pub(crate) struct RawEntry {
+    /// Its stream id.
+    pub id: String,
+    /// `o`: the publishing node and batch.
+    pub origin: Option<Vec<u8>>,
+    /// `e`: the event.
+    pub event: Option<Vec<u8>>,
+    /// `gap`: a gap marker, with the epoch it started.
+    pub gap: bool,
+}
+
+/// What `XINFO STREAM` says about the log.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct LogInfo {
+    pub last_generated: String,
+    pub max_deleted: String,
+    pub first: String,
+    pub length: u64,
+    pub added: u64,
+}
+
+/// What a publish script did.
+#[derive(Debug)]
+pub(crate) enum Appended {
+    /// New entries, with these stream ids.
+    Fresh(Vec<String>),
+    /// The idempotency key was used before: its fingerprint and stream ids.
+    Prior {
+        fingerprint: String,
+        ids: Vec<String>,
+    },
+}
+
+/// The node's way to Redis.
+pub(crate) struct Broker {
+    client: redis::Client,
+    pub keys: Keys,
+    conn: RwLock<Option<MultiplexedConnection>>,
+    up: AtomicBool,
+    reconnecting: AtomicBool,
+    publish: Script,
+    mark_gap: Script,
+    acquire: Script,
+    release: Script,
+    heartbeat: Script,
+}
+
+fn config(response: Option<Duration>) -> AsyncConnectionConfig {
+    AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(response)
+}
+
+impl Broker {
+    /// Connects (the first connection must succeed: a node does not start blind).
+    pub async fn connect(url: &str, prefix: &str) -> Result<Arc<Self>, String> {
+        if url.starts_with("rediss://") {
+            return Err(
+                "rediss:// (TLS to Redis) is not built into this binary yet; reach \
+                        Redis over a TLS tunnel (stunnel, spiped) with redis://"
+                    .into(),
+            );
+        }
+        let client = redis::Client::open(url).map_err(|e| format!("--cluster {url:?}: {e}"))?;
+        let conn = client
+            .get_multiplexed_async_connection_with_config(&config(Some(COMMAND_TIMEOUT)))
+            .await
+            .map_err(|e| format!("cannot reach Redis: {e}"))?;
+        Ok(Arc::new(Self {
+            client,
+            keys: Keys::new(prefix),
+            conn: RwLock::new(Some(conn)),
+            up: AtomicBool::new(true),
+            reconnecting: AtomicBool::new(false),
+            publish: Script::new(PUBLISH),
+            mark_gap: Script::new(MARK_GAP),
+            acquire: Script::new(ACQUIRE),
+            release: Script::new(RELEASE),
+            heartbeat: Script::new(HEARTBEAT),
+        }))
+    }
+
+    /// Whether the last command reached Redis.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// A connection for a command, or an error at once while Redis is known to be down.
+    fn conn(&self) -> Result<MultiplexedConnection, BrokerError> {
+        if !self.is_up() {
+            return Err(BrokerError {
+                down: true,
+                message: "the cluster broker (Redis) is unreachable".into(),
+            });
+        }
+        self.conn.read().clone().ok_or_else(|| BrokerError {
+            down: true,
+            message: "the cluster broker (Redis) is unreachable".into(),
+        })
+    }
+
+    /// Classifies a failed command, marking the node down (and reconnecting) on an outage.
+    fn failed(self: &Arc<Self>, err: RedisError) -> BrokerError {
+        let down = is_outage(&err);
+        if down {
+            self.mark_down();
+        }
+        BrokerError {
+            down,
+            message: format!("the cluster broker (Redis) failed: {err}"),
+        }
+    }
+
+    /// Marks Redis down and starts one reconnect loop.
+    pub fn mark_down(self: &Arc<Self>) {
+        if self.up.swap(false, Ordering::AcqRel) {
+            tracing::warn!(
+                "lost the cluster broker (Redis); publishes answer 503 until it is back"
+            );
+        }
+        if self.reconnecting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let broker = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut pause = Duration::from_millis(50);
+            loop {
+                if let Ok(mut conn) = broker
+                    .client
+                    .get_multiplexed_async_connection_with_config(&config(Some(COMMAND_TIMEOUT)))
+                    .await
+                {
+                    let pong: Result<String, _> = redis::cmd("PING").query_async(&mut conn).await;
+                    if pong.is_ok() {
+                        *broker.conn.write() = Some(conn);
+                        broker.reconnecting.store(false, Ordering::Release);
+                        broker.up.store(true, Ordering::Release);
+                        tracing::info!("the cluster broker (Redis) is back");
+                        return;
+                    }
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+        });
+    }
+
+    /// A connection of its own for the tail's blocking reads.
+    pub async fn tail_connection(&self) -> Result<MultiplexedConnection, RedisError> {
+        self.client
+            .get_multiplexed_async_connection_with_config(&config(Some(
+                TAIL_BLOCK + Duration::from_secs(2),
+            )))
+            .await
+    }
+
+    /// Refuses a Redis that does not persist writes as `--durability` requires.
+    pub async fn check_durability(self: &Arc<Self>, mode: DurabilityMode) -> Result<(), String> {
+        let conn = self.conn().map_err(|e| e.message)?;
+        let get = |name: &'static str| {
+            let mut conn = conn.clone();
+            async move {
+                let pair: Vec<String> = redis::cmd("CONFIG")
+                    .arg("GET")
+                    .arg(name)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "cannot read Redis's `{name}` setting to check durability ({e}); \
+                             a Redis that hides CONFIG cannot be checked"
+                        )
+                    })?;
+                Ok::<_, String>(pair.get(1).cloned().unwrap_or_default())
+            }
+        };
+        let appendonly = get("appendonly").await?;
+        let fsync = get("appendfsync").await?;
+        if appendonly != "yes" {
+            return Err(format!(
+                "Redis has `appendonly {appendonly}`: an acknowledged publish would be lost on a \
+                 Redis restart. Set `appendonly yes` and `appendfsync always` (for --durability \
+                 sync) in redis.conf"
+            ));
+        }
+        match (mode, fsync.as_str()) {
+            (_, "always") | (DurabilityMode::Interval, "everysec") => Ok(()),
+            (DurabilityMode::Interval, other) => Err(format!(
+                "Redis has `appendfsync {other}`: --durability interval needs `appendfsync \
+                 everysec` or `always`"
+            )),
+            (_, other) => Err(format!(
+                "Redis has `appendfsync {other}`: --durability sync needs `appendfsync always` \
+                 (or run with --durability interval, which may lose the last second of \
+                 acknowledged publishes on a Redis crash)"
+            )),
+        }
+    }
+
+    /// Appends a batch (atomically); with `idem`, once per key within its window.
+    pub async fn append(
+        self: &Arc<Self>,
+        origin: &str,
+        events: &[Vec<u8>],
+        max_len: usize,
+        idem: Option<(&str, &str, u64)>,
+    ) -> Result<Appended, BrokerError> {
+        let mut conn = self.conn()?;
+        let mut call = self.publish.prepare_invoke();
+        call.key(&self.keys.log);
+        match idem {
+            Some((key, fingerprint, window_ms)) => {
+                call.key(self.keys.idem(key))
+                    .arg(max_len)
+                    .arg(origin)
+                    .arg(fingerprint)
+                    .arg(window_ms);
+            }
+            None => {
+                call.key("").arg(max_len).arg(origin).arg("").arg(0);
+            }
+        }
+        for e in events {
+            call.arg(e.as_slice());
+        }
+        let reply: Value = call
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        let Value::Array(parts) = reply else {
+            return Err(BrokerError::other("unexpected reply to a publish"));
+        };
+        let fresh = matches!(parts.first(), Some(Value::Int(1)));
+        let text = parts.get(1).and_then(text).unwrap_or_default();
+        if fresh {
+            return Ok(Appended::Fresh(split_ids(&text)));
+        }
+        let (fingerprint, ids) = text.split_once('|').unwrap_or(("", ""));
+        Ok(Appended::Prior {
+            fingerprint: fingerprint.to_owned(),
+            ids: split_ids(ids),
+        })
+    }
+
+    /// Entries with `after < id <= upto`, at most `count`.
+    pub async fn range(
+        self: &Arc<Self>,
+        after: &str,
+        upto: &str,
+        count: usize,
+    ) -> Result<Vec<RawEntry>, BrokerError> {
+        let mut conn = self.conn()?;
+        let reply: Value = redis::cmd("XRANGE")
+            .arg(&self.keys.log)
+            .arg(format!("({after}"))
+            .arg(upto)
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(entries(reply))
+    }
+
+    /// The newest entry's stream id, if the log has any.
+    pub async fn last_id(self: &Arc<Self>) -> Result<Option<String>, BrokerError> {
+        let mut conn = self.conn()?;
+        let reply: Value = redis::cmd("XREVRANGE")
+            .arg(&self.keys.log)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(entries(reply).into_iter().next().map(|e| e.id))
+    }
+
+    /// `XINFO STREAM` of the log; `None` if it does not exist.
+    pub async fn info(self: &Arc<Self>) -> Result<Option<LogInfo>, BrokerError> {
+        let mut conn = self.conn()?;
+        let reply: Result<Value, RedisError> = redis::cmd("XINFO")
+            .arg("STREAM")
+            .arg(&self.keys.log)
+            .query_async(&mut conn)
+            .await;
+        let reply = match reply {
+            Ok(v) => v,
+            Err(e) if !is_outage(&e) && e.to_string().contains("no such key") => return Ok(None),
+            Err(e) => return Err(self.failed(e)),
+        };
+        let mut info = LogInfo::default();
+        let pairs: Vec<(String, &Value)> = match &reply {
+            Value::Array(items) => items
+                .chunks(2)
+                .filter_map(|p| Some((text(&p[0])?, p.get(1)?)))
+                .collect(),
+            Value::Map(items) => items
+                .iter()
+                .filter_map(|(k, v)| Some((text(k)?, v)))
+                .collect(),
+            _ => return Err(BrokerError::other("unexpected reply to XINFO STREAM")),
+        };
+        for (name, value) in pairs {
+            match name.as_str() {
+                "last-generated-id" => info.last_generated = text(value).unwrap_or_default(),
+                "max-deleted-entry-id" => info.max_deleted = text(value).unwrap_or_default(),
+                "recorded-first-entry-id" => info.first = text(value).unwrap_or_default(),
+                "length" | "entries-added" => {
+                    let n = match value {
+                        Value::Int(n) => u64::try_from(*n).unwrap_or_default(),
+                        _ => 0,
+                    };
+                    if name == "length" {
+                        info.length = n;
+                    } else {
+                        info.added = n;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(Some(info))
+    }
+
+    /// The log's epoch, if set.
+    pub async fn epoch(self: &Arc<Self>) -> Result<Option<String>, BrokerError> {
+        let mut conn = self.conn()?;
+        redis::cmd("GET")
+            .arg(&self.keys.epoch)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))
+    }
+
+    /// Sets the epoch if none is set; returns the one in force.
+    pub async fn init_epoch(self: &Arc<Self>, fresh: &str) -> Result<String, BrokerError> {
+        let mut conn = self.conn()?;
+        let _: Value = redis::cmd("SET")
+            .arg(&self.keys.epoch)
+            .arg(fresh)
+            .arg("NX")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(self.epoch().await?.unwrap_or_else(|| fresh.to_owned()))
+    }
+
+    /// Writes a gap marker unless another node already did (see [`MARK_GAP`]); the epoch in
+    /// force.
+    pub async fn mark_gap(
+        self: &Arc<Self>,
+        seen: &str,
+        fresh: &str,
+    ) -> Result<String, BrokerError> {
+        let mut conn = self.conn()?;
+        self.mark_gap
+            .key(&self.keys.epoch)
+            .key(&self.keys.log)
+            .arg(seen)
+            .arg(fresh)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))
+    }
+
+    /// Trims entries published before `min_ms` (`--history-max-age`).
+    pub async fn trim_before(self: &Arc<Self>, min_ms: u64) -> Result<(), BrokerError> {
+        let mut conn = self.conn()?;
+        let _: Value = redis::cmd("XTRIM")
+            .arg(&self.keys.log)
+            .arg("MINID")
+            .arg("~")
+            .arg(format!("{min_ms}-0"))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(())
+    }
+
+    /// Renews this node's lease with its snapshot; the other live nodes' snapshots.
+    pub async fn heartbeat(
+        self: &Arc<Self>,
+        node: &str,
+        lease: Duration,
+        snapshot: &str,
+    ) -> Result<Vec<String>, BrokerError> {
+        let mut conn = self.conn()?;
+        self.heartbeat
+            .key(&self.keys.nodes)
+            .key(self.keys.node(node))
+            .arg(node)
+            .arg(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX))
+            .arg(snapshot)
+            .arg(&self.keys.prefix)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))
+    }
+
+    /// Leaves the live set (a clean stop).
+    pub async fn leave(self: &Arc<Self>, node: &str) -> Result<(), BrokerError> {
+        let mut conn = self.conn()?;
+        let _: Value = redis::pipe()
+            .cmd("ZREM")
+            .arg(&self.keys.nodes)
+            .arg(node)
+            .cmd("DEL")
+            .arg(self.keys.node(node))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(())
+    }
+
+    /// Takes one of `user`'s `limit` slots across live nodes; `false` if none is free.
+    pub async fn acquire(
+        self: &Arc<Self>,
+        node: &str,
+        user: &str,
+        limit: usize,
+    ) -> Result<bool, BrokerError> {
+        let mut conn = self.conn()?;
+        let got: i64 = self
+            .acquire
+            .key(self.keys.user(user))
+            .key(&self.keys.nodes)
+            .arg(node)
+            .arg(limit)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(got == 1)
+    }
+
+    /// Gives back a slot taken by [`Broker::acquire`].
+    pub async fn release(self: &Arc<Self>, node: &str, user: &str) -> Result<(), BrokerError> {
+        let mut conn = self.conn()?;
+        let _: i64 = self
+            .release
+            .key(self.keys.user(user))
+            .arg(node)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(())
+    }
+}
+
+fn split_ids(text: &str) -> Vec<String> {
+    text.split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A string reply.
+pub(crate) fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The entries of an `XRANGE` reply (`[[id, [field, value, ...]], ...]`), taking the
+/// field values out of the reply (no copy).
+pub(crate) fn entries(v: Value) -> Vec<RawEntry> {
+    let Value::Array(items) = v else {
+        return Vec::new();
+    };
+    items
+        .into_iter()
+        .filter_map(|item| {
+            let Value::Array(pair) = item else {
+                return None;
+            };
+            let mut pair = pair.into_iter();
+            let id = text(&pair.next()?)?;
+            let mut entry = RawEntry {
+                id,
+                origin: None,
+                event: None,
+                gap: false,
+            };
+            if let Some(Value::Array(fields)) = pair.next() {
+                let mut fields = fields.into_iter();
+                while let (Some(k), Some(v)) = (fields.next(), fields.next()) {
+                    let (Value::BulkString(k), Value::BulkString(v)) = (k, v) else {
+                        continue;
+                    };
+                    match k.as_slice() {
+                        b"o" => entry.origin = Some(v),
+                        b"e" => entry.event = Some(v),
+                        b"gap" => entry.gap = true,
+                        _ => {}
+                    }
+                }
+            }
+            Some(entry)
+        })
+        .collect()
+}
+
+/// The entries of an `XREAD` reply for one stream (`[[key, [entries]]]`), or none (timeout).
+pub(crate) fn read_entries(v: Value) -> Vec<RawEntry> {
+    match v {
+        Value::Array(streams) => streams
+            .into_iter()
+            .next()
+            .and_then(|s| match s {
+                Value::Array(pair) => pair.into_iter().nth(1).map(entries),
+                _ => None,
+            })
+            .unwrap_or_default(),
+        Value::Map(map) => map
+            .into_iter()
+            .next()
+            .map(|(_, e)| entries(e))
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
