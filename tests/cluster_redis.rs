@@ -837,3 +837,35 @@ async fn a_stalled_or_cut_broker_link_is_survived() {
         "nothing twice"
     );
 }
+
+#[tokio::test]
+async fn a_batch_larger_than_one_tail_read_is_answered_whole_and_in_order() {
+    let redis = Redis::start();
+    let hubs = nodes(&redis.url(), 2, &[]);
+    let mut streams = [
+        open(&hubs[0], &["b"], None).await,
+        open(&hubs[1], &["b"], None).await,
+    ];
+    // More events than the tail takes per read (1024): the batch arrives in two reads.
+    let batch: Vec<Value> = (0..1500)
+        .map(|i| json!({"topic": "b", "data": i}))
+        .collect();
+    let reply = hubs[0].post_ok("/publish", &Value::Array(batch)).await;
+    let answers = reply.as_array().expect("a batch answer is an array");
+    assert_eq!(answers.len(), 1500, "one answer per event");
+    assert!(
+        answers.iter().all(|a| a["delivered"] == 1),
+        "each event reached this node's subscriber"
+    );
+    let ids: Vec<String> = answers
+        .iter()
+        .map(|a| a["id"].as_str().expect("id").to_owned())
+        .collect();
+    for stream in &mut streams {
+        let got: Vec<String> = take(stream, 1500).await.into_iter().map(|e| e.id).collect();
+        assert_eq!(
+            got, ids,
+            "the batch, consecutive and in order, on every node"
+        );
+    }
+}

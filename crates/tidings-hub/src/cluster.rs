@@ -161,7 +161,12 @@ pub(crate) struct Cluster {
     applied: AtomicU64,
     tail_up: AtomicBool,
     epoch: Mutex<Option<String>>,
-    pending: Mutex<HashMap<u64, Reply>>,
+    /// This node's publishes waiting for the tail: batch number -> (reply, event count).
+    pending: Mutex<HashMap<u64, (Reply, usize)>>,
+    /// The start of one of this node's batches whose rest the next read brings (a read ends
+    /// after [`TAIL_COUNT`] entries, possibly mid-batch): its publisher is answered once, for
+    /// the whole batch.
+    carry: Mutex<Option<(Vec<u8>, Vec<Arc<StoredEvent>>)>>,
     next_batch: AtomicU64,
     others: RwLock<Others>,
     max_len: usize,
@@ -234,6 +239,7 @@ impl Cluster {
             tail_up: AtomicBool::new(false),
             epoch: Mutex::new(Some(epoch)),
             pending: Mutex::new(HashMap::new()),
+            carry: Mutex::new(None),
             next_batch: AtomicU64::new(1),
             others: RwLock::new(Others::default()),
             max_len: config.history_max_events,
@@ -290,7 +296,7 @@ impl Cluster {
         let seq = self.next_batch.fetch_add(1, Ordering::Relaxed);
         let origin = format!("{}:{seq}", self.node);
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.pending.lock().insert(seq, tx);
+        self.pending.lock().insert(seq, (tx, batch.len()));
         let appended = self
             .broker
             .append(
@@ -430,8 +436,10 @@ impl Cluster {
     /// Applies entries read by the tail: into the window, then to the fan-out, in log order,
     /// one batch per publish.
     fn apply(&self, hub: &Arc<Inner>, entries: Vec<RawEntry>) {
-        let mut batch: Vec<Arc<StoredEvent>> = Vec::new();
-        let mut batch_origin: Option<Vec<u8>> = None;
+        let (mut batch_origin, mut batch) = match self.carry.lock().take() {
+            Some((origin, events)) => (Some(origin), events),
+            None => (None, Vec::new()),
+        };
         let mut applied = self.applied();
         for raw in entries {
             let Some(id) = entry::id_of_stream(&raw.id) else {
@@ -461,8 +469,33 @@ impl Cluster {
             batch.push(Arc::new(decoded.event.stamp(id, decoded.published_ms)));
             applied = id;
         }
-        self.flush(hub, &mut batch, batch_origin);
+        match batch_origin {
+            Some(origin) if self.expects_more(&origin, batch.len()) => {
+                *self.carry.lock() = Some((origin, batch));
+            }
+            origin => self.flush(hub, &mut batch, origin),
+        }
         self.applied.store(applied.as_u64(), Ordering::Release);
+    }
+
+    /// This node's batch number in an entry's origin, if the entry is this node's.
+    fn own_batch(&self, origin: &[u8]) -> Option<u64> {
+        let origin = std::str::from_utf8(origin).ok()?;
+        let (node, seq) = origin.split_once(':')?;
+        if node != self.node {
+            return None;
+        }
+        seq.parse().ok()
+    }
+
+    /// Whether `have` events of this node's batch `origin` are fewer than it published.
+    fn expects_more(&self, origin: &[u8], have: usize) -> bool {
+        self.own_batch(origin).is_some_and(|seq| {
+            self.pending
+                .lock()
+                .get(&seq)
+                .is_some_and(|(_, count)| *count > have)
+        })
     }
 
     /// Hands one publish's events to the window and the fan-out, answering its publisher if
@@ -473,14 +506,11 @@ impl Cluster {
         }
         let events = std::mem::take(batch);
         self.window.push(&events);
-        let mine = origin.as_deref().and_then(|o| {
-            let o = std::str::from_utf8(o).ok()?;
-            let (node, seq) = o.split_once(':')?;
-            (node == self.node).then(|| seq.parse::<u64>().ok())?
-        });
-        let reply = mine
+        let reply = origin
+            .as_deref()
+            .and_then(|o| self.own_batch(o))
             .and_then(|seq| self.pending.lock().remove(&seq))
-            .unwrap_or_else(|| tokio::sync::oneshot::channel().0);
+            .map_or_else(|| tokio::sync::oneshot::channel().0, |(reply, _)| reply);
         hub.durable(events, reply);
     }
 
