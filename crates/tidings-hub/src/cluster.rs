@@ -101,6 +101,9 @@ impl ClusterOptions {
 
 type Reply = tokio::sync::oneshot::Sender<Result<Vec<Published>, PublishError>>;
 
+/// The start of a batch held back for its rest: its origin and its events so far.
+type Carried = (Vec<u8>, Vec<Arc<StoredEvent>>);
+
 /// The other live nodes' connection counts, as of their last heartbeat.
 #[derive(Debug, Default)]
 pub(crate) struct Others {
@@ -166,7 +169,7 @@ pub(crate) struct Cluster {
     /// The start of one of this node's batches whose rest the next read brings (a read ends
     /// after [`TAIL_COUNT`] entries, possibly mid-batch): its publisher is answered once, for
     /// the whole batch.
-    carry: Mutex<Option<(Vec<u8>, Vec<Arc<StoredEvent>>)>>,
+    carry: Mutex<Option<Carried>>,
     next_batch: AtomicU64,
     others: RwLock<Others>,
     max_len: usize,
@@ -685,7 +688,12 @@ async fn tail(cluster: Arc<Cluster>, hub: Weak<Inner>) {
                     continue;
                 }
                 let Some(hub) = hub.upgrade() else { return };
-                cluster.apply(&hub, entries);
+                // The batches are fanned out here, on the tail's task, in one run after the
+                // read (no task spawned per batch), as a publisher's own task does on a
+                // single node.
+                if hub.append_inline(|| cluster.apply(&hub, entries)) {
+                    hub.run_fanout();
+                }
             }
             Err(err) => {
                 tracing::warn!(%err, "the tail lost the broker; resuming from {from}");

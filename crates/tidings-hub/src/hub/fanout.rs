@@ -61,7 +61,7 @@ impl Inner {
     /// thread must now run the fan-out itself, once it has released the lock. A store that
     /// reports inline thus has its batches fanned out by the publisher's own task, with no
     /// hop to another task; one that reports from its own thread has a runner spawned.
-    pub(super) fn append_inline(&self, append: impl FnOnce()) -> bool {
+    pub(crate) fn append_inline(&self, append: impl FnOnce()) -> bool {
         APPENDING.with(|a| a.set(true));
         append();
         APPENDING.with(|a| a.set(false));
@@ -88,7 +88,7 @@ impl Inner {
     }
 
     /// The runner: fans out what is queued, pass after pass, until nothing is.
-    pub(super) fn run_fanout(&self) {
+    pub(crate) fn run_fanout(&self) {
         loop {
             let pass: Vec<_> = {
                 let mut st = self.fanout.state.lock();
