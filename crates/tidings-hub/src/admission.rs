@@ -136,6 +136,12 @@ pub(crate) async fn admit_stream(
     for t in requested {
         let p = Pattern::parse(t)
             .map_err(|e| ApiError::bad_request("invalid_topic", format!("topic {t:?}: {e}")))?;
+        if crate::topic::is_system(t) && !(principal.admin && t.starts_with("$sys/")) {
+            return Err(ApiError::forbidden(format!(
+                "{t:?} is a system topic: `$sys/…` is for admin tokens, other `$` topics are \
+                 the hub's own"
+            )));
+        }
         if !principal.may_subscribe(&p) {
             return Err(denied(&principal, format!("subscribing to {t:?}")));
         }

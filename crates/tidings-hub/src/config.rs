@@ -80,6 +80,8 @@ pub struct HubConfig {
     pub idempotency_window: Duration,
     /// Most `Idempotency-Key`s remembered at once (the oldest are forgotten first).
     pub idempotency_keys: usize,
+    /// How long a finished task is kept (`GET /tasks/{id}`) before it is dropped.
+    pub task_retention: Duration,
     /// Pin each stream writer thread of `serve` to its own CPU (one writer per CPU the
     /// process may use), so the writes of one publish run on every core at once.
     pub pin_writers: bool,
@@ -116,6 +118,7 @@ impl Default for HubConfig {
             pin_writers: true,
             idempotency_window: Duration::from_secs(3600),
             idempotency_keys: 100_000,
+            task_retention: Duration::from_secs(3600),
         }
     }
 }

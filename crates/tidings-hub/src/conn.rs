@@ -58,6 +58,8 @@ pub(crate) struct Conn {
     pub patterns: Box<[Pattern]>,
     /// Token expiry, Unix seconds.
     pub exp: Option<u64>,
+    /// When the stream was admitted (Unix ms), for presence.
+    pub opened_ms: u64,
     limit: usize,
     state: Mutex<QueueState>,
 }
@@ -93,6 +95,7 @@ impl Conn {
             ip,
             patterns,
             exp,
+            opened_ms: crate::history::unix_ms(),
             limit,
             state: Mutex::new(QueueState {
                 last_id: seam,

@@ -35,6 +35,15 @@ pub fn router(hub: Hub) -> Router {
         .route("/notify/{user}", post(notify))
         .route("/broadcast", post(broadcast))
         .route("/clients", get(clients))
+        .route(
+            "/tasks",
+            post(crate::tasks::routes::create).get(crate::tasks::routes::list),
+        )
+        .route(
+            "/tasks/{id}",
+            post(crate::tasks::routes::update).get(crate::tasks::routes::get),
+        )
+        .route("/presence/{user}", get(presence))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -61,7 +70,10 @@ async fn subscribe(State(hub): State<Hub>, req: Request) -> Result<Response, Api
 
 /// The caller of a POST and its JSON body, read within `--max-body-bytes` and
 /// `--body-timeout`.
-async fn authorized_body(hub: &Hub, req: Request) -> Result<(Principal, bytes::Bytes), ApiError> {
+pub(crate) async fn authorized_body(
+    hub: &Hub,
+    req: Request,
+) -> Result<(Principal, bytes::Bytes), ApiError> {
     let principal = publisher(hub, req.headers(), req.uri())?;
     let (parts, body) = req.into_parts();
     let config = hub.config();
@@ -326,6 +338,31 @@ async fn clients(State(hub): State<Hub>, req: Request) -> Result<Response, ApiEr
     body.insert("users".into(), serde_json::json!(users));
     body.insert("topics".into(), serde_json::json!(topics));
     Ok(Json(serde_json::Value::Object(body)).into_response())
+}
+
+/// `GET /presence/{user}` (admin or that user): online, connection count, since when.
+async fn presence(
+    State(hub): State<Hub>,
+    Path(user): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    validate_user(&user)
+        .map_err(|e| ApiError::bad_request("invalid_user", format!("user {user:?}: {e}")))?;
+    let query = query_pairs(req.uri())?;
+    let p = principal(&hub, req.headers(), &query)?;
+    if !p.admin && p.sub.as_deref() != Some(user.as_str()) {
+        return Err(denied(&p, format!("GET /presence/{user}")));
+    }
+    let (here, since) = hub.inner.registry().presence(&user);
+    let elsewhere = elsewhere_for_user(&hub, &user);
+    let connections = here + elsewhere;
+    Ok(Json(serde_json::json!({
+        "user": user,
+        "online": connections > 0,
+        "connections": connections,
+        "since": since,
+    }))
+    .into_response())
 }
 
 async fn metrics(State(hub): State<Hub>) -> Response {

@@ -27,6 +27,7 @@ use crate::registry::{Limit, Limits, Registry};
 use crate::shutdown::OpenStreams;
 use crate::stream::Stream;
 use crate::subscription::Subscription;
+use crate::tasks::{NewTask, TaskError, TaskInfo, TaskUpdate, Tasks};
 use crate::topic::Pattern;
 
 /// The hub: cheap to clone, every clone is the same hub.
@@ -70,6 +71,8 @@ pub(crate) struct Inner {
     pub http_conns: RwLock<Option<Arc<crate::http_conns::HttpConns>>>,
     /// The shared log and this node's part in it, in cluster mode.
     pub cluster: Option<Arc<Cluster>>,
+    /// Long tasks and their progress (see `tasks`).
+    pub tasks: Tasks,
     /// `fanned_out`, watched (a cluster subscriber resuming from an id this node has not
     /// reached yet waits on it).
     fanned_watch: tokio::sync::watch::Sender<EventId>,
@@ -205,9 +208,13 @@ impl Hub {
             writers: RwLock::new(None),
             http_conns: RwLock::new(None),
             cluster,
+            tasks: Tasks::new(config.task_retention),
             fanned_watch: tokio::sync::watch::Sender::new(start),
             config,
         });
+        if inner.cluster.is_none() {
+            inner.recover_tasks();
+        }
         tokio::spawn(housekeeping(Arc::downgrade(&inner)));
         Ok(Hub { inner })
     }
@@ -230,7 +237,6 @@ impl Hub {
         &self,
         events: Vec<Publish>,
     ) -> Result<Vec<Published>, PublishError> {
-        let started = Instant::now();
         let limits = PublishLimits {
             max_event_bytes: self.inner.config.max_event_bytes,
             max_targets: self.inner.config.max_targets,
@@ -239,6 +245,15 @@ impl Hub {
             .into_iter()
             .map(|e| e.prepare(&limits))
             .collect::<Result<Vec<_>, _>>()?;
+        self.publish_prepared(prepared).await
+    }
+
+    /// Publishes validated events: through the shared log on a cluster node, else through the
+    /// sequencer and the history store.
+    async fn publish_prepared(
+        &self,
+        prepared: Vec<Prepared>,
+    ) -> Result<Vec<Published>, PublishError> {
         if self.inner.cluster.is_some() {
             return match self.publish_logged(prepared, None).await? {
                 Outcome::Fresh(out) | Outcome::Replayed(out) => Ok(out),
@@ -247,6 +262,7 @@ impl Hub {
                 )),
             };
         }
+        let started = Instant::now();
         let out = Arc::clone(&self.inner).publish(prepared)?.await;
         let out = out.map_err(|_| {
             PublishError::History(crate::history::StoreError::Unavailable(
@@ -323,6 +339,81 @@ impl Hub {
             ..event
         };
         self.publish(event).await
+    }
+
+    /// Creates a task reporting to its user and/or topic: publishes its first `progress`
+    /// event (`pending`, 0) and returns its state.
+    pub async fn create_task(&self, task: NewTask) -> Result<TaskInfo, TaskError> {
+        if task.user.is_none() && task.topic.is_none() {
+            return Err(TaskError::Invalid(
+                "a task needs a user or a topic to report to".into(),
+            ));
+        }
+        if let Some(m) = &task.message {
+            crate::tasks::check_message(m)?;
+        }
+        let id = crate::tasks::new_task_id();
+        let info = TaskInfo {
+            task_id: id.clone(),
+            progress: 0,
+            status: crate::tasks::TaskStatus::Pending,
+            message: task.message.clone(),
+            result: None,
+            user: task.user.clone(),
+            topic: task.topic.clone(),
+            created_ms: 0,
+            updated_ms: 0,
+            last_event_id: String::new(),
+        };
+        self.publish_task(&info).await?;
+        if let Some(ttl) = task.ttl {
+            self.inner.tasks.keep(&id, ttl);
+        }
+        Ok(self.inner.tasks.get(&id).unwrap_or(info))
+    }
+
+    /// Updates a task (see `tasks` for the rules) and publishes its `progress` event.
+    pub async fn update_task(&self, task: &str, update: TaskUpdate) -> Result<TaskInfo, TaskError> {
+        let lock = self
+            .inner
+            .tasks
+            .update_lock(task)
+            .ok_or_else(|| TaskError::NotFound(task.to_owned()))?;
+        let _one_at_a_time = lock.lock().await;
+        let current = self
+            .inner
+            .tasks
+            .get(task)
+            .ok_or_else(|| TaskError::NotFound(task.to_owned()))?;
+        let next = crate::tasks::apply_update(&current, &update)?;
+        self.publish_task(&next).await?;
+        Ok(self.inner.tasks.get(task).unwrap_or(next))
+    }
+
+    /// A task's state, if the hub knows it.
+    pub fn task(&self, task: &str) -> Option<TaskInfo> {
+        self.inner.tasks.get(task)
+    }
+
+    /// The tasks reporting to `user`, newest first.
+    pub fn tasks_of_user(&self, user: &str) -> Vec<TaskInfo> {
+        self.inner.tasks.of_user(user)
+    }
+
+    async fn publish_task(&self, info: &TaskInfo) -> Result<(), TaskError> {
+        let mut event = Publish::to_everyone();
+        event.broadcast = false;
+        event.topics.extend(info.topic.clone());
+        event.users.extend(info.user.clone());
+        event.event = Some(crate::tasks::PROGRESS_EVENT.to_owned());
+        event.payload = crate::publish::Payload::Json(crate::tasks::progress_json(info));
+        let limits = PublishLimits {
+            max_event_bytes: self.inner.config.max_event_bytes,
+            max_targets: self.inner.config.max_targets,
+        };
+        let prepared = event.prepare_system(&limits, crate::tasks::TASK_TOPIC)?;
+        self.publish_prepared(vec![prepared]).await?;
+        Ok(())
     }
 
     /// Open event streams.
@@ -461,6 +552,20 @@ impl Inner {
                 }
             }
         }
+        // The live tasks this subscriber may see, as of `newest`; a resume skips those its
+        // replay brings anyway.
+        let snapshot_after = match (&replay, spec.last_event_id.as_deref()) {
+            (_, Some(given)) if !given.is_empty() && !prelude_has_reset(&prelude) => {
+                EventId::parse(given)
+            }
+            _ => None,
+        };
+        self.tasks.snapshot(
+            &spec.patterns,
+            spec.user.as_deref(),
+            snapshot_after,
+            &mut prelude,
+        );
         let conn = Arc::new(Conn::new(
             key,
             client_id,
@@ -504,6 +609,34 @@ impl Inner {
         }
     }
 
+    /// Rebuilds the table of tasks from the history's `$tasks` events (a restart, or a crash).
+    fn recover_tasks(&self) {
+        let Ok(pattern) = Pattern::parse(crate::tasks::TASK_TOPIC) else {
+            return;
+        };
+        let patterns = [pattern];
+        let filter = crate::history::ReplayFilter {
+            patterns: &patterns,
+            user: None,
+        };
+        let bounds = self.history.bounds();
+        let mut after = bounds.floor;
+        loop {
+            let Ok(page) = self.history.read(after, bounds.newest, &filter, 4096) else {
+                return;
+            };
+            let Some(last) = page.last().map(|e| e.id) else {
+                break;
+            };
+            for event in &page {
+                self.tasks.observe(event);
+            }
+            after = last;
+        }
+        self.tasks
+            .expire(u64::try_from(unix_now().as_millis()).unwrap_or(u64::MAX));
+    }
+
     /// A receiver of the newest id fanned out.
     pub fn fanned_out_watch(&self) -> tokio::sync::watch::Receiver<EventId> {
         self.fanned_watch.subscribe()
@@ -532,6 +665,7 @@ impl Inner {
             history_events,
             history_bytes,
             idempotency_keys: self.idempotency.len(),
+            tasks: self.tasks.len(),
             draining: self.is_draining(),
         }
     }
@@ -572,6 +706,11 @@ impl Inner {
     }
 }
 
+/// Whether the prelude so far ends with a `reset` (the subscriber's position was not kept).
+fn prelude_has_reset(prelude: &BytesMut) -> bool {
+    memchr::memmem::find(prelude, b"event: reset\n").is_some()
+}
+
 /// Heartbeats and token expiry for all streams, from one task, so an idle stream has no timer.
 ///
 /// Every `--heartbeat` each stream that had nothing queued during the last period gets a
@@ -597,6 +736,7 @@ async fn housekeeping(hub: Weak<Inner>) {
             _ = expiry.tick() => {
                 let Some(hub) = hub.upgrade() else { return };
                 hub.expire(unix_now().as_secs());
+                hub.tasks.expire(u64::try_from(unix_now().as_millis()).unwrap_or(u64::MAX));
             }
         }
     }

@@ -51,6 +51,8 @@
 //! - `http`, `body`, `error`: routes, request bodies, the JSON error shape.
 //! - `client_js`: `GET /client/tidings.js`, the JavaScript client (`clients/js`).
 //! - `idempotency`: `Idempotency-Key` on a publish: a retry gets the first answer.
+//! - [`tasks`]: progress of long tasks, kept in the history (`$tasks`), snapshots for late
+//!   subscribers, `POST/GET /tasks`.
 //! - [`server`]: the accept loop with header timeouts and graceful shutdown.
 //! - `shutdown`: the "every stream has closed" signal a drain waits for.
 //! - `http_conns`: the bound on connections that are not event streams
@@ -87,6 +89,7 @@ mod shutdown;
 mod sse_body;
 mod stream;
 mod subscription;
+pub mod tasks;
 pub mod topic;
 pub mod units;
 

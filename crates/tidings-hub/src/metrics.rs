@@ -93,13 +93,14 @@ pub(crate) struct Gauges {
     pub history_events: usize,
     pub history_bytes: usize,
     pub idempotency_keys: usize,
+    pub tasks: usize,
     pub draining: bool,
 }
 
 impl Metrics {
     pub fn render(&self, g: Gauges) -> String {
         let mut out = String::with_capacity(4096);
-        let gauges: [(&str, &str, u64); 8] = [
+        let gauges: [(&str, &str, u64); 9] = [
             (
                 "tidings_connections",
                 "Open event streams.",
@@ -134,6 +135,11 @@ impl Metrics {
                 "tidings_idempotency_keys",
                 "Idempotency-Keys remembered (--idempotency-keys bounds them).",
                 g.idempotency_keys as u64,
+            ),
+            (
+                "tidings_tasks",
+                "Tasks known (live, and finished ones within their retention).",
+                g.tasks as u64,
             ),
             (
                 "tidings_draining",

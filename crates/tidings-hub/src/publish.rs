@@ -110,6 +110,29 @@ impl Publish {
     /// Validates targets and fields and measures the event: its encoded frame plus the bytes
     /// of its target names (what the history keeps of it).
     pub(crate) fn prepare(self, limits: &PublishLimits) -> Result<Prepared, PublishError> {
+        self.prepare_checked(limits, false)
+    }
+
+    /// An event of the hub's own (`progress`): its event type may be a reserved one, and it
+    /// also goes to the system topic `system` (which no client subscribes to: it indexes the
+    /// hub's own events in the history).
+    pub(crate) fn prepare_system(
+        self,
+        limits: &PublishLimits,
+        system: &str,
+    ) -> Result<Prepared, PublishError> {
+        let mut prepared = self.prepare_checked(limits, true)?;
+        let mut topics = std::mem::take(&mut prepared.topics).into_vec();
+        topics.push(Arc::from(system));
+        prepared.topics = topics.into();
+        Ok(prepared)
+    }
+
+    fn prepare_checked(
+        self,
+        limits: &PublishLimits,
+        system: bool,
+    ) -> Result<Prepared, PublishError> {
         if self.topics.is_empty() && self.users.is_empty() && !self.broadcast {
             return Err(PublishError::NoTarget);
         }
@@ -124,6 +147,7 @@ impl Publish {
         let users = dedup(self.users, validate_user, PublishError::User)?;
         let event = match self.event {
             Some(e) if e.is_empty() || e == "message" => None,
+            Some(e) if system => Some(e),
             Some(e) => {
                 check_event_name(&e)?;
                 Some(e)

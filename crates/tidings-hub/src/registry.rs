@@ -149,6 +149,13 @@ impl Registry {
             .unwrap_or_default()
     }
 
+    /// A user's open streams here, and since when the oldest is open (Unix ms).
+    pub fn presence(&self, user: &str) -> (usize, Option<u64>) {
+        self.users.get(user).map_or((0, None), |g| {
+            (g.len(), g.values().map(|c| c.opened_ms).min())
+        })
+    }
+
     /// Connection counts per user.
     pub fn user_counts(&self) -> impl Iterator<Item = (&str, usize)> {
         self.users.iter().map(|(u, g)| (&**u, g.len()))

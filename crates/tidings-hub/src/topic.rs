@@ -69,6 +69,9 @@ pub enum TopicError {
          (wildcards are for subscription patterns)"
     )]
     Wildcard { value: String },
+    /// A published topic starting with `$`: those are the hub's own (`$sys/…`, `$tasks`).
+    #[error("topic {value:?} starts with `$`, which is reserved for the hub's system topics")]
+    Reserved { value: String },
     /// `*` or `**` inside a segment, or `**` before the last segment.
     #[error(
         "pattern {value:?} has a misplaced wildcard: `*` must be a whole segment, \
@@ -110,7 +113,19 @@ pub fn validate_topic(s: &str) -> Result<(), TopicError> {
             value: s.to_owned(),
         });
     }
+    if is_system(s) {
+        return Err(TopicError::Reserved {
+            value: s.to_owned(),
+        });
+    }
     Ok(())
+}
+
+/// Whether a topic or pattern is one of the hub's system topics (`$sys/…`, `$tasks`): never
+/// published to by clients, and never matched by a pattern that starts with a wildcard (`**`
+/// and `*/…` do not reach them; only a pattern that names them does).
+pub fn is_system(s: &str) -> bool {
+    s.starts_with('$')
 }
 
 /// Checks a user id.
@@ -215,6 +230,9 @@ impl Pattern {
         let inner = &*self.0;
         if inner.literal {
             return inner.text.as_ref() == topic;
+        }
+        if is_system(topic) && !matches!(inner.segments.first(), Some(Segment::Literal { .. })) {
+            return false;
         }
         let (topic, text) = (topic.as_bytes(), inner.text.as_bytes());
         let n = topic.len();

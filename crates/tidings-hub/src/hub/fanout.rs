@@ -114,6 +114,9 @@ impl Inner {
             for (events, reply) in batches {
                 let mut out = Vec::with_capacity(events.len());
                 for event in &events {
+                    if crate::tasks::Tasks::is_task_event(event) {
+                        self.tasks.observe(event);
+                    }
                     let mut delivered = 0usize;
                     registry.fanout(event, |conn| {
                         match conn.enqueue(event.id, &event.frame, &mut wakes) {

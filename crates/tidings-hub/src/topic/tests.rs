@@ -324,3 +324,23 @@ proptest! {
         let _ = Pattern::parse(&s);
     }
 }
+
+#[test]
+fn system_topics_are_reserved_and_only_matched_by_name() {
+    assert!(matches!(
+        validate_topic("$sys/stats"),
+        Err(TopicError::Reserved { .. })
+    ));
+    assert!(matches!(
+        validate_topic("$tasks"),
+        Err(TopicError::Reserved { .. })
+    ));
+    for wild in ["**", "*", "*/stats", "*/**"] {
+        let p = Pattern::parse(wild).expect("a pattern");
+        assert!(!p.matches("$sys/stats"), "{wild} must not reach a system topic");
+        assert!(!p.matches("$tasks"), "{wild} must not reach a system topic");
+    }
+    assert!(Pattern::parse("$sys/**").unwrap().matches("$sys/stats"));
+    assert!(Pattern::parse("$tasks").unwrap().matches("$tasks"));
+    assert!(Pattern::parse("**").unwrap().matches("a/$b"), "only a leading `$` is reserved");
+}
