@@ -24,6 +24,8 @@ enum Command {
     Bench(Box<cmd::bench::BenchArgs>),
     /// Publish one event to a running hub.
     Publish(cmd::publish::PublishArgs),
+    /// Create, update or read a long task on a running hub.
+    Task(cmd::task::TaskArgs),
     /// Parse an event stream (a file or stdin) and print one JSON object per line.
     Parse(cmd::parse::ParseArgs),
     /// Mint a token (HS256) with the hub's secret and print it.
@@ -41,6 +43,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(options) => cmd::serve::run(*options),
         Command::Bench(args) => cmd::bench::run(*args),
         Command::Publish(args) => cmd::publish::run(args),
+        Command::Task(args) => cmd::task::run(args),
         Command::Parse(args) => cmd::parse::run(args),
         Command::Token(args) => cmd::token::run(args),
         Command::Tail(args) => cmd::tail::run(args),

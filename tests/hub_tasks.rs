@@ -434,3 +434,46 @@ async fn presence_tells_whether_a_user_is_online() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn the_command_line_creates_updates_and_reads_a_task() {
+    let hub = Hub::standard(&[]);
+    let url = format!("http://{}", hub.addr());
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(support::hub::BINARY)
+            .arg("task")
+            .args(args)
+            .args(["--url", &url, "--token", PUBLISH_KEY])
+            .output()
+            .expect("tidings task runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(&["create", "--topic", "jobs/cli", "--message", "hi"]);
+    assert!(ok, "{err}");
+    let id = task_id(&serde_json::from_str(&out).expect("JSON"));
+    let (ok, _, err) = run(&["update", &id, "--progress", "50"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&["update", &id, "--progress", "10"]);
+    assert!(!ok, "backwards progress fails");
+    assert!(err.contains("never goes back"), "{err}");
+    let (ok, _, err) = run(&[
+        "update",
+        &id,
+        "--status",
+        "completed",
+        "--result",
+        "{\"n\":1}",
+    ]);
+    assert!(ok, "{err}");
+    let (ok, out, _) = run(&["get", &id]);
+    assert!(ok);
+    let got: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(
+        (got["status"].as_str(), got["result"]["n"].as_u64()),
+        (Some("completed"), Some(1))
+    );
+}

@@ -6,4 +6,5 @@ pub mod parse;
 pub mod publish;
 pub mod serve;
 pub mod tail;
+pub mod task;
 pub mod token;

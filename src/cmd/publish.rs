@@ -86,28 +86,36 @@ pub fn run(args: PublishArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (status, reply) = runtime.block_on(post_json(
+    let (status, reply) = runtime.block_on(request(
+        http::Method::POST,
         &url,
         args.token.as_deref(),
-        serde_json::Value::Object(body),
+        Some(serde_json::Value::Object(body)),
     ))?;
+    Ok(report("publish", status, reply))
+}
+
+/// Prints a successful reply on stdout, or the error's message on stderr.
+pub(crate) fn report(what: &str, status: http::StatusCode, reply: String) -> ExitCode {
     if status.is_success() {
         println!("{reply}");
-        Ok(ExitCode::SUCCESS)
+        ExitCode::SUCCESS
     } else {
         let message = serde_json::from_str::<serde_json::Value>(&reply)
             .ok()
             .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
             .unwrap_or(reply);
-        eprintln!("tidings: publish failed: {status}: {message}");
-        Ok(ExitCode::FAILURE)
+        eprintln!("tidings: {what} failed: {status}: {message}");
+        ExitCode::FAILURE
     }
 }
 
-async fn post_json(
+/// One request to the hub (a JSON body if given); the status and the reply's text.
+pub(crate) async fn request(
+    method: http::Method,
     url: &str,
     token: Option<&str>,
-    body: serde_json::Value,
+    body: Option<serde_json::Value>,
 ) -> anyhow::Result<(http::StatusCode, String)> {
     let uri: http::Uri = url
         .parse()
@@ -115,11 +123,15 @@ async fn post_json(
     if uri.scheme_str() != Some("http") {
         anyhow::bail!("--url: only http:// URLs are supported");
     }
-    let mut req = http::Request::post(uri).header(http::header::CONTENT_TYPE, "application/json");
+    let mut req = http::Request::builder().method(method).uri(uri);
+    if body.is_some() {
+        req = req.header(http::header::CONTENT_TYPE, "application/json");
+    }
     if let Some(t) = token {
         req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
     }
-    let req = req.body(Full::new(Bytes::from(body.to_string())))?;
+    let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+    let req = req.body(Full::new(body))?;
     let client = Client::builder(TokioExecutor::new()).build_http();
     let res = client
         .request(req)

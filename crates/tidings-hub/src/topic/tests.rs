@@ -337,10 +337,16 @@ fn system_topics_are_reserved_and_only_matched_by_name() {
     ));
     for wild in ["**", "*", "*/stats", "*/**"] {
         let p = Pattern::parse(wild).expect("a pattern");
-        assert!(!p.matches("$sys/stats"), "{wild} must not reach a system topic");
+        assert!(
+            !p.matches("$sys/stats"),
+            "{wild} must not reach a system topic"
+        );
         assert!(!p.matches("$tasks"), "{wild} must not reach a system topic");
     }
     assert!(Pattern::parse("$sys/**").unwrap().matches("$sys/stats"));
     assert!(Pattern::parse("$tasks").unwrap().matches("$tasks"));
-    assert!(Pattern::parse("**").unwrap().matches("a/$b"), "only a leading `$` is reserved");
+    assert!(
+        Pattern::parse("**").unwrap().matches("a/$b"),
+        "only a leading `$` is reserved"
+    );
 }
