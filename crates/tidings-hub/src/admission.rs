@@ -241,6 +241,13 @@ fn reject_ambient(
 }
 
 pub(crate) fn check_targets(p: &Principal, event: &Publish) -> Result<(), ApiError> {
+    // A system topic is refused as invalid whoever asks (before permissions: no grant covers it).
+    if let Some(t) = event.topics.iter().find(|t| crate::topic::is_system(t)) {
+        return Err(ApiError::bad_request(
+            "invalid_topic",
+            format!("topic {t:?} starts with `$`, which is reserved for the hub's system topics"),
+        ));
+    }
     for t in &event.topics {
         if !p.may_publish_topic(t) {
             return Err(denied(p, format!("publishing to topic {t:?}")));

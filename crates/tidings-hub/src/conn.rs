@@ -26,6 +26,8 @@ pub(crate) enum CloseReason {
     Shutdown { retry_ms: u64 },
     /// Its replay position was dropped by retention while it was being replayed.
     HistoryGap,
+    /// An admin ended it (`DELETE /clients/{id}`).
+    Disconnected,
 }
 
 /// What [`Conn::poll_drain`] found.
@@ -129,6 +131,29 @@ impl Conn {
             wakes.push(w);
         }
         Enqueued::Queued
+    }
+
+    /// Queues a frame that carries no id (the hub's live system events): it does not move the
+    /// stream's position. True if it overflowed the queue (the stream is then closed).
+    pub fn enqueue_untracked(&self, frame: &Bytes, wakes: &mut Vec<Waker>) -> bool {
+        let mut st = self.state.lock();
+        if st.closed.is_some() {
+            return false;
+        }
+        if st.bytes + frame.len() > self.limit {
+            st.frames.clear();
+            st.bytes = 0;
+            st.closed = Some(CloseReason::SlowConsumer);
+            wake(&mut st);
+            return true;
+        }
+        st.bytes += frame.len();
+        st.active = true;
+        st.frames.push_back(frame.clone());
+        if let Some(w) = st.waker.take() {
+            wakes.push(w);
+        }
+        false
     }
 
     /// Moves every queued frame into `out` (an empty buffer the writer owns; the two swap, so

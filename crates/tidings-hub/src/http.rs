@@ -35,6 +35,7 @@ pub fn router(hub: Hub) -> Router {
         .route("/notify/{user}", post(notify))
         .route("/broadcast", post(broadcast))
         .route("/clients", get(clients))
+        .route("/clients/{id}", axum::routing::delete(disconnect))
         .route(
             "/tasks",
             post(crate::tasks::routes::create).get(crate::tasks::routes::list),
@@ -311,6 +312,28 @@ async fn clients(State(hub): State<Hub>, req: Request) -> Result<Response, ApiEr
             .collect();
         return Ok(Json(serde_json::json!({ "user": user, "connections": conns })).into_response());
     }
+    // `?connections=1`: the streams themselves (at most 1,000), for the dashboard.
+    let listing = query
+        .iter()
+        .any(|(k, v)| k == "connections" && v != "0" && v != "false");
+    let connections: Option<Vec<serde_json::Value>> = listing.then(|| {
+        let now = crate::history::unix_ms();
+        registry
+            .conns
+            .values()
+            .take(1000)
+            .map(|c| {
+                serde_json::json!({
+                    "clientId": &*c.client_id,
+                    "user": c.user.as_deref(),
+                    "topics": c.patterns.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+                    "address": c.ip.map(|ip| ip.to_string()),
+                    "ageS": now.saturating_sub(c.opened_ms) / 1000,
+                    "queuedBytes": c.queued_bytes(),
+                })
+            })
+            .collect()
+    });
     // On a cluster node, the other nodes' counts as of their last heartbeat are added.
     let mut users: std::collections::BTreeMap<String, usize> = registry
         .user_counts()
@@ -337,7 +360,32 @@ async fn clients(State(hub): State<Hub>, req: Request) -> Result<Response, ApiEr
     body.insert("total".into(), total.into());
     body.insert("users".into(), serde_json::json!(users));
     body.insert("topics".into(), serde_json::json!(topics));
+    if let Some(list) = connections {
+        body.insert("connections".into(), list.into());
+    }
     Ok(Json(serde_json::Value::Object(body)).into_response())
+}
+
+/// `DELETE /clients/{id}` (admin): ends one stream (its client reconnects as after any drop).
+async fn disconnect(
+    State(hub): State<Hub>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let query = query_pairs(req.uri())?;
+    let p = principal(&hub, req.headers(), &query)?;
+    if !p.admin {
+        return Err(denied(&p, format!("DELETE /clients/{id}")));
+    }
+    if hub.disconnect(&id) {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no open stream with client id {id:?} on this node"),
+        ))
+    }
 }
 
 /// `GET /presence/{user}` (admin or that user): online, connection count, since when.

@@ -73,6 +73,8 @@ pub(crate) struct Inner {
     pub cluster: Option<Arc<Cluster>>,
     /// Long tasks and their progress (see `tasks`).
     pub tasks: Tasks,
+    /// System topics and presence lists (see `system`).
+    pub system: crate::system::System,
     /// `fanned_out`, watched (a cluster subscriber resuming from an id this node has not
     /// reached yet waits on it).
     fanned_watch: tokio::sync::watch::Sender<EventId>,
@@ -209,6 +211,7 @@ impl Hub {
             http_conns: RwLock::new(None),
             cluster,
             tasks: Tasks::new(config.task_retention),
+            system: crate::system::System::new(),
             fanned_watch: tokio::sync::watch::Sender::new(start),
             config,
         });
@@ -416,6 +419,18 @@ impl Hub {
         Ok(())
     }
 
+    /// Ends the stream with this client id (`DELETE /clients/{id}`); false if none is open.
+    pub fn disconnect(&self, client_id: &str) -> bool {
+        let registry = self.inner.registry.read();
+        match registry.by_client_id(client_id) {
+            Some(conn) => {
+                conn.close(CloseReason::Disconnected);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Open event streams.
     pub fn connection_count(&self) -> usize {
         self.inner.registry.read().conns.len()
@@ -583,6 +598,7 @@ impl Inner {
             self.expiring.lock().insert((exp, conn.key));
         }
         drop(fanned_out);
+        self.system_connected(&conn);
         if replay.is_some() {
             self.metrics.replays.inc();
         }
@@ -606,6 +622,7 @@ impl Inner {
             self.open_streams.set(registry.conns.len());
             drop(registry);
             self.metrics.connections_closed.inc();
+            self.system_disconnected(conn);
         }
     }
 
@@ -724,6 +741,8 @@ async fn housekeeping(hub: Weak<Inner>) {
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut expiry = tokio::time::interval(Duration::from_millis(250).min(heartbeat));
     expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stats = tokio::time::interval(Duration::from_secs(1));
+    stats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = beat.tick() => {
@@ -737,6 +756,11 @@ async fn housekeeping(hub: Weak<Inner>) {
                 let Some(hub) = hub.upgrade() else { return };
                 hub.expire(unix_now().as_secs());
                 hub.tasks.expire(u64::try_from(unix_now().as_millis()).unwrap_or(u64::MAX));
+                hub.flush_presence();
+            }
+            _ = stats.tick() => {
+                let Some(hub) = hub.upgrade() else { return };
+                hub.send_stats();
             }
         }
     }

@@ -51,6 +51,8 @@
 //! - `http`, `body`, `error`: routes, request bodies, the JSON error shape.
 //! - `client_js`: `GET /client/tidings.js`, the JavaScript client (`clients/js`).
 //! - `idempotency`: `Idempotency-Key` on a publish: a retry gets the first answer.
+//! - `system`: the live system topics (`$sys/stats`, `$sys/connections`, `$sys/tap`) and
+//!   `presence/{topic}` lists.
 //! - [`tasks`]: progress of long tasks, kept in the history (`$tasks`), snapshots for late
 //!   subscribers, `POST/GET /tasks`.
 //! - [`server`]: the accept loop with header timeouts and graceful shutdown.
@@ -89,6 +91,7 @@ mod shutdown;
 mod sse_body;
 mod stream;
 mod subscription;
+mod system;
 pub mod tasks;
 pub mod topic;
 pub mod units;

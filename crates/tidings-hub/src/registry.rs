@@ -141,6 +141,24 @@ impl Registry {
         }
     }
 
+    /// Calls `deliver` for every connection subscribed to the concrete `topic` (one matched
+    /// by several patterns is visited several times).
+    pub fn for_topic(&self, topic: &str, mut deliver: impl FnMut(&Arc<Conn>)) {
+        if let Some(group) = self.literal.get(topic) {
+            group.values().for_each(&mut deliver);
+        }
+        for (pattern, group) in &self.wild {
+            if pattern.matches(topic) {
+                group.values().for_each(&mut deliver);
+            }
+        }
+    }
+
+    /// A connection by its client id.
+    pub fn by_client_id(&self, client_id: &str) -> Option<&Arc<Conn>> {
+        self.conns.values().find(|c| &*c.client_id == client_id)
+    }
+
     /// Connections of one user.
     pub fn user_conns(&self, user: &str) -> Vec<Arc<str>> {
         self.users

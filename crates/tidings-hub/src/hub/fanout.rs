@@ -108,6 +108,8 @@ impl Inner {
     fn fan_out(&self, batches: Vec<(Vec<Arc<StoredEvent>>, Reply)>) {
         let mut wakes = Vec::new();
         let mut replies = Vec::with_capacity(batches.len());
+        let mut tapped: Vec<Arc<StoredEvent>> = Vec::new();
+        let tapping = self.system_watched();
         let newest = {
             let mut fanned_out = self.fanned_out.lock();
             let registry = self.registry.read();
@@ -116,6 +118,9 @@ impl Inner {
                 for event in &events {
                     if crate::tasks::Tasks::is_task_event(event) {
                         self.tasks.observe(event);
+                    }
+                    if tapping {
+                        tapped.push(Arc::clone(event));
                     }
                     let mut delivered = 0usize;
                     registry.fanout(event, |conn| {
@@ -140,6 +145,9 @@ impl Inner {
             self.note_fanned_out(newest);
         }
         self.wake_writers(wakes);
+        for event in &tapped {
+            self.tap(event);
+        }
         for (reply, out) in replies {
             self.metrics.events_published.add(out.len() as u64);
             let _ = reply.send(Ok(out));
