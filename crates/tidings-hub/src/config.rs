@@ -82,6 +82,12 @@ pub struct HubConfig {
     pub idempotency_keys: usize,
     /// How long a finished task is kept (`GET /tasks/{id}`) before it is dropped.
     pub task_retention: Duration,
+    /// URLs the hub POSTs notifications to (`--webhook`).
+    pub webhooks: Vec<String>,
+    /// The key of the notifications' HMAC signature (`--webhook-secret`).
+    pub webhook_secret: Option<String>,
+    /// Which notifications are sent (`--webhook-event`).
+    pub webhook_events: Vec<String>,
     /// Pin each stream writer thread of `serve` to its own CPU (one writer per CPU the
     /// process may use), so the writes of one publish run on every core at once.
     pub pin_writers: bool,
@@ -119,6 +125,13 @@ impl Default for HubConfig {
             idempotency_window: Duration::from_secs(3600),
             idempotency_keys: 100_000,
             task_retention: Duration::from_secs(3600),
+            webhooks: Vec::new(),
+            webhook_secret: None,
+            webhook_events: vec![
+                "connect".into(),
+                "disconnect".into(),
+                "task.finished".into(),
+            ],
         }
     }
 }
@@ -159,6 +172,34 @@ impl HubConfig {
 
     /// Checks every value; the first problem is returned, naming its option.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        for url in &self.webhooks {
+            let ok = url
+                .parse::<http::Uri>()
+                .ok()
+                .is_some_and(|u| u.scheme_str() == Some("http") && u.host().is_some());
+            if !ok {
+                return Err(ConfigError {
+                    option: "webhook",
+                    reason: format!(
+                        "{url:?} is not an http:// URL (https:// receivers need a TLS-terminating proxy for now)"
+                    ),
+                });
+            }
+        }
+        for name in &self.webhook_events {
+            if crate::webhooks::WebhookEvent::parse(name).is_none() {
+                return Err(ConfigError {
+                    option: "webhook-event",
+                    reason: format!("{name:?}: use connect, disconnect, task.finished or publish"),
+                });
+            }
+        }
+        if self.webhook_secret.as_ref().is_some_and(|s| s.len() < 16) {
+            return Err(ConfigError {
+                option: "webhook-secret",
+                reason: "use at least 16 bytes".into(),
+            });
+        }
         let positive = [
             ("queue-bytes", self.queue_bytes),
             ("max-connections", self.max_connections),

@@ -416,6 +416,7 @@ async fn presence(
 async fn metrics(State(hub): State<Hub>) -> Response {
     let mut text = hub.inner.metrics.render(hub.inner.gauges());
     hub.inner.history.render_metrics(&mut text);
+    hub.inner.webhooks.render_metrics(&mut text);
     if let Some(conns) = hub.inner.http_conns.read().as_ref() {
         use std::fmt::Write as _;
         let _ = write!(

@@ -75,6 +75,8 @@ pub(crate) struct Inner {
     pub tasks: Tasks,
     /// System topics and presence lists (see `system`).
     pub system: crate::system::System,
+    /// `--webhook` notifications.
+    pub webhooks: crate::webhooks::Webhooks,
     /// `fanned_out`, watched (a cluster subscriber resuming from an id this node has not
     /// reached yet waits on it).
     fanned_watch: tokio::sync::watch::Sender<EventId>,
@@ -212,6 +214,15 @@ impl Hub {
             cluster,
             tasks: Tasks::new(config.task_retention),
             system: crate::system::System::new(),
+            webhooks: crate::webhooks::Webhooks::start(
+                &config.webhooks,
+                config.webhook_secret.clone(),
+                config
+                    .webhook_events
+                    .iter()
+                    .filter_map(|e| crate::webhooks::WebhookEvent::parse(e))
+                    .collect(),
+            ),
             fanned_watch: tokio::sync::watch::Sender::new(start),
             config,
         });
@@ -254,6 +265,36 @@ impl Hub {
     /// Publishes validated events: through the shared log on a cluster node, else through the
     /// sequencer and the history store.
     async fn publish_prepared(
+        &self,
+        prepared: Vec<Prepared>,
+    ) -> Result<Vec<Published>, PublishError> {
+        let hook = crate::webhooks::WebhookEvent::Publish;
+        let targets: Option<Vec<serde_json::Value>> = self.inner.webhooks.wants(hook).then(|| {
+            prepared
+                .iter()
+                .map(|p| {
+                    let parts = p.parts();
+                    serde_json::json!({
+                        "topics": parts.topics.iter().map(|t| &**t).collect::<Vec<_>>(),
+                        "users": parts.users.iter().map(|u| &**u).collect::<Vec<_>>(),
+                        "broadcast": parts.broadcast,
+                    })
+                })
+                .collect()
+        });
+        let out = self.publish_prepared_quietly(prepared).await?;
+        if let Some(mut targets) = targets {
+            for (t, p) in targets.iter_mut().zip(&out) {
+                t["id"] = p.id.clone().into();
+            }
+            self.inner
+                .webhooks
+                .notify(hook, serde_json::json!({ "events": targets }));
+        }
+        Ok(out)
+    }
+
+    async fn publish_prepared_quietly(
         &self,
         prepared: Vec<Prepared>,
     ) -> Result<Vec<Published>, PublishError> {
@@ -390,7 +431,15 @@ impl Hub {
             .ok_or_else(|| TaskError::NotFound(task.to_owned()))?;
         let next = crate::tasks::apply_update(&current, &update)?;
         self.publish_task(&next).await?;
-        Ok(self.inner.tasks.get(task).unwrap_or(next))
+        let now = self.inner.tasks.get(task).unwrap_or(next);
+        if now.status.is_finished() {
+            // Sent by the node that took the update, so once per cluster.
+            self.inner.webhooks.notify(
+                crate::webhooks::WebhookEvent::TaskFinished,
+                serde_json::to_value(&now).unwrap_or_default(),
+            );
+        }
+        Ok(now)
     }
 
     /// A task's state, if the hub knows it.

@@ -53,6 +53,8 @@
 //! - `idempotency`: `Idempotency-Key` on a publish: a retry gets the first answer.
 //! - `system`: the live system topics (`$sys/stats`, `$sys/connections`, `$sys/tap`) and
 //!   `presence/{topic}` lists.
+//! - [`webhooks`]: signed notifications to `--webhook` URLs, one bounded queue and worker per
+//!   URL.
 //! - [`tasks`]: progress of long tasks, kept in the history (`$tasks`), snapshots for late
 //!   subscribers, `POST/GET /tasks`.
 //! - [`server`]: the accept loop with header timeouts and graceful shutdown.
@@ -95,6 +97,7 @@ mod system;
 pub mod tasks;
 pub mod topic;
 pub mod units;
+pub mod webhooks;
 
 pub use config::{ConfigError, HubConfig};
 pub use history::{HistoryStore, MemoryStore};

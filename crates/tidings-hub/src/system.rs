@@ -129,6 +129,10 @@ impl Inner {
         if sys > 0 {
             self.system.sys_watchers.fetch_add(1, Ordering::Relaxed);
         }
+        self.webhooks.notify(
+            crate::webhooks::WebhookEvent::Connect,
+            json!({"connection": conn_json(conn)}),
+        );
         if self.system.watching_sys() {
             let data = json!({"type": "connect", "connection": conn_json(conn)}).to_string();
             self.send_system(SYS_CONNECTIONS, &frame("connect", &data));
@@ -145,6 +149,10 @@ impl Inner {
         {
             self.system.sys_watchers.fetch_sub(1, Ordering::Relaxed);
         }
+        self.webhooks.notify(
+            crate::webhooks::WebhookEvent::Disconnect,
+            json!({"connection": conn_json(conn)}),
+        );
         if self.system.watching_sys() {
             let data = json!({"type": "disconnect", "connection": conn_json(conn)}).to_string();
             self.send_system(SYS_CONNECTIONS, &frame("disconnect", &data));
