@@ -184,7 +184,7 @@ pub(crate) async fn admit_stream(
     let spec = SubscribeSpec {
         patterns,
         user: principal.sub.clone(),
-        ip: peer,
+        ip: crate::proxy::client_ip(&hub.inner.trusted_proxies, headers, peer),
         exp: principal.exp,
         last_event_id,
     };

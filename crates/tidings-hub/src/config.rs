@@ -82,6 +82,8 @@ pub struct HubConfig {
     pub idempotency_keys: usize,
     /// How long a finished task is kept (`GET /tasks/{id}`) before it is dropped.
     pub task_retention: Duration,
+    /// Proxies whose `X-Forwarded-For` names the client (`--trusted-proxy`, CIDR blocks).
+    pub trusted_proxies: Vec<String>,
     /// URLs the hub POSTs notifications to (`--webhook`).
     pub webhooks: Vec<String>,
     /// The key of the notifications' HMAC signature (`--webhook-secret`).
@@ -125,6 +127,7 @@ impl Default for HubConfig {
             idempotency_window: Duration::from_secs(3600),
             idempotency_keys: 100_000,
             task_retention: Duration::from_secs(3600),
+            trusted_proxies: Vec::new(),
             webhooks: Vec::new(),
             webhook_secret: None,
             webhook_events: vec![
@@ -172,6 +175,12 @@ impl HubConfig {
 
     /// Checks every value; the first problem is returned, naming its option.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        for block in &self.trusted_proxies {
+            crate::proxy::Cidr::parse(block).map_err(|reason| ConfigError {
+                option: "trusted-proxy",
+                reason,
+            })?;
+        }
         for url in &self.webhooks {
             let ok = url
                 .parse::<http::Uri>()

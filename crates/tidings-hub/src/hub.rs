@@ -77,6 +77,8 @@ pub(crate) struct Inner {
     pub system: crate::system::System,
     /// `--webhook` notifications.
     pub webhooks: crate::webhooks::Webhooks,
+    /// `--trusted-proxy`, parsed.
+    pub trusted_proxies: Vec<crate::proxy::Cidr>,
     /// `fanned_out`, watched (a cluster subscriber resuming from an id this node has not
     /// reached yet waits on it).
     fanned_watch: tokio::sync::watch::Sender<EventId>,
@@ -214,6 +216,11 @@ impl Hub {
             cluster,
             tasks: Tasks::new(config.task_retention),
             system: crate::system::System::new(),
+            trusted_proxies: config
+                .trusted_proxies
+                .iter()
+                .filter_map(|c| crate::proxy::Cidr::parse(c).ok())
+                .collect(),
             webhooks: crate::webhooks::Webhooks::start(
                 &config.webhooks,
                 config.webhook_secret.clone(),
@@ -445,6 +452,12 @@ impl Hub {
     /// A task's state, if the hub knows it.
     pub fn task(&self, task: &str) -> Option<TaskInfo> {
         self.inner.tasks.get(task)
+    }
+
+    /// Every task the hub knows (live, and finished within their retention), oldest first: a
+    /// backend that restarts finds its unfinished jobs here.
+    pub fn tasks(&self) -> Vec<TaskInfo> {
+        self.inner.tasks.all()
     }
 
     /// The tasks reporting to `user`, newest first.

@@ -86,6 +86,7 @@ mod hub;
 mod idempotency;
 mod metrics;
 mod native;
+pub mod proxy;
 pub mod publish;
 mod registry;
 pub mod server;

@@ -350,6 +350,13 @@ impl Tasks {
         out
     }
 
+    /// Every task in the table, oldest first.
+    pub fn all(&self) -> Vec<TaskInfo> {
+        let mut out: Vec<TaskInfo> = self.map.lock().values().map(|e| e.info.clone()).collect();
+        out.sort_by_key(|t| t.created_ms);
+        out
+    }
+
     /// The lock that serializes updates of `task`, if it exists.
     pub fn update_lock(&self, task: &str) -> Option<Arc<tokio::sync::Mutex<()>>> {
         self.map.lock().get(task).map(|e| Arc::clone(&e.updating))
