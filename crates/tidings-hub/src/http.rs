@@ -49,6 +49,7 @@ pub fn router(hub: Hub) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/client/tidings.js", get(crate::client_js::serve))
+        .route("/dashboard", get(crate::dashboard::serve))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(middleware::from_fn_with_state(hub.clone(), cors))

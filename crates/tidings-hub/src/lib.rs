@@ -50,6 +50,7 @@
 //! Serving:
 //! - `http`, `body`, `error`: routes, request bodies, the JSON error shape.
 //! - `client_js`: `GET /client/tidings.js`, the JavaScript client (`clients/js`).
+//! - `dashboard`: `GET /dashboard`, the live dashboard page (`dashboard.html`).
 //! - `idempotency`: `Idempotency-Key` on a publish: a retry gets the first answer.
 //! - `system`: the live system topics (`$sys/stats`, `$sys/connections`, `$sys/tap`) and
 //!   `presence/{topic}` lists.
@@ -74,6 +75,7 @@ mod client_js;
 pub mod cluster;
 pub mod config;
 mod conn;
+mod dashboard;
 mod error;
 pub mod event;
 #[cfg(any(test, feature = "fuzzing"))]
