@@ -160,6 +160,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let history = serve.history();
+    let tls = match (&serve.tls_cert, &serve.tls_key) {
+        (Some(cert), Some(key)) => Some(std::sync::Arc::new(
+            tidings_hub::tls::Tls::load(cert, key).map_err(anyhow::Error::msg)?,
+        )),
+        _ => None,
+    };
     let serve_cluster = serve.cluster.as_ref().map(|_| serve.cluster_prefix.clone());
     let (listen, reuse_port, mut config) = (serve.listen, serve.reuse_port, serve.hub);
     init_logging();
@@ -229,7 +235,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             }
             other => anyhow::bail!("this binary cannot serve from {other:?}"),
         };
-        println!("tidings listening on http://{addr}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        println!("tidings listening on {scheme}://{addr}");
         if dev {
             print_dev_help(addr, dev_token.as_deref());
         }
@@ -239,7 +246,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             (None, None) => "history in memory".to_owned(),
         };
         tracing::info!(%addr, "serving ({where_})");
-        tidings_hub::serve(listener, hub.clone(), shutdown_signal()).await?;
+        if let Some(tls) = &tls {
+            tokio::spawn(reload_on_sighup(std::sync::Arc::clone(tls)));
+        }
+        tidings_hub::serve_with(listener, hub.clone(), tls, shutdown_signal()).await?;
         hub.leave_cluster().await;
         if let Some(store) = disk {
             // Writes what is queued and syncs, so a clean stop loses nothing in any mode.
@@ -248,6 +258,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Reloads the TLS certificate and key on every SIGHUP (certificate rotation without a
+/// restart: open streams keep going on the old one).
+async fn reload_on_sighup(tls: std::sync::Arc<tidings_hub::tls::Tls>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => tracing::info!("TLS certificate reloaded"),
+            Err(err) => tracing::warn!(%err, "TLS certificate not reloaded; the old one stays"),
+        }
+    }
 }
 
 /// Binds the listening socket, optionally shared with other processes (`--reuse-port`).

@@ -49,6 +49,10 @@ pub struct TailArgs {
     /// Give up after this many connection attempts in a row that fail
     #[arg(long, value_name = "N")]
     pub max_attempts: Option<u32>,
+    /// PEM file of certificates to trust for https besides the system's (a private CA, or a
+    /// hub's self-signed certificate)
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<std::path::PathBuf>,
 }
 
 /// Runs `tidings tail`.
@@ -88,6 +92,11 @@ fn build(args: &TailArgs) -> anyhow::Result<EventStream> {
     }
     if let Some(attempts) = args.max_attempts {
         builder = builder.max_attempts(attempts);
+    }
+    if let Some(path) = &args.cacert {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("--cacert: cannot read {}", path.display()))?;
+        builder = builder.root_certificates_pem(&pem);
     }
     Ok(builder.build()?)
 }

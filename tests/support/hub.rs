@@ -126,9 +126,12 @@ fn drain(mut pipe: impl Read + Send + 'static) -> (Arc<Mutex<String>>, JoinHandl
     (kept, reader)
 }
 
-/// Parses `listening on http://ADDR` out of a line of the hub's stdout.
+/// Parses `listening on http://ADDR` (or `https://`) out of a line of the hub's stdout.
 fn listening_addr(line: &str) -> Option<SocketAddr> {
-    let rest = &line[line.find("listening on http://")? + "listening on http://".len()..];
+    let at = line.find("listening on ")? + "listening on ".len();
+    let rest = line[at..]
+        .strip_prefix("http://")
+        .or_else(|| line[at..].strip_prefix("https://"))?;
     let addr = rest.split_whitespace().next()?.trim_end_matches('/');
     addr.parse().ok()
 }

@@ -42,6 +42,7 @@ pub struct Builder {
     /// The first invalid setting, reported by `build`.
     invalid: Option<BuildError>,
     config: Tuning,
+    roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl Builder {
@@ -53,6 +54,7 @@ impl Builder {
             body: None,
             invalid: None,
             config: Tuning::default(),
+            roots: Vec::new(),
         }
     }
 
@@ -60,6 +62,26 @@ impl Builder {
     ///
     /// `Accept` and `Cache-Control` are always `text/event-stream` and `no-cache`. A
     /// `Last-Event-ID` header given here is taken as [`Builder::last_event_id`].
+    /// Also trusts the certificates of this PEM text for https (a private CA, or a server's
+    /// self-signed certificate), besides the system's roots.
+    pub fn root_certificates_pem(mut self, pem: &[u8]) -> Self {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::CertificateDer;
+        let parsed: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(pem).collect();
+        match parsed {
+            Ok(certs) if !certs.is_empty() => self.roots.extend(certs),
+            Ok(_) => {
+                self.invalid
+                    .get_or_insert(BuildError::Certificate("no PEM CERTIFICATE block".into()));
+            }
+            Err(err) => {
+                self.invalid
+                    .get_or_insert(BuildError::Certificate(err.to_string()));
+            }
+        }
+        self
+    }
+
     pub fn header(mut self, name: &str, value: &str) -> Self {
         let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
             self.invalid
@@ -223,6 +245,7 @@ impl Builder {
             headers: self.headers,
             body: self.body,
             tuning,
+            roots: self.roots,
         })
     }
 }
@@ -236,9 +259,9 @@ fn parse_url(url: &str) -> Result<Uri, BuildError> {
         .parse()
         .map_err(|err: http::uri::InvalidUri| invalid(&err.to_string()))?;
     match uri.scheme_str() {
-        Some("http") => {}
+        Some("http" | "https") => {}
         Some(other) => return Err(BuildError::UnsupportedScheme(other.into())),
-        None => return Err(invalid("no scheme (expected http://)")),
+        None => return Err(invalid("no scheme (expected http:// or https://)")),
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(invalid("no host"));
@@ -257,9 +280,10 @@ mod tests {
     #[test]
     fn only_absolute_http_urls_are_accepted() {
         assert!(validate(Builder::new("http://127.0.0.1:1/events")).is_ok());
+        assert!(validate(Builder::new("https://127.0.0.1:1/events")).is_ok());
         assert_eq!(
-            validate(Builder::new("https://h/")).err(),
-            Some(BuildError::UnsupportedScheme("https".into()))
+            validate(Builder::new("ftp://h/")).err(),
+            Some(BuildError::UnsupportedScheme("ftp".into()))
         );
         assert!(matches!(
             validate(Builder::new("/events")),

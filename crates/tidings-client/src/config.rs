@@ -32,6 +32,8 @@ pub(crate) struct Config {
     pub(crate) headers: HeaderMap,
     pub(crate) body: Option<Bytes>,
     pub(crate) tuning: Tuning,
+    /// Certificates trusted for https besides the system's roots.
+    pub(crate) roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl Default for Tuning {

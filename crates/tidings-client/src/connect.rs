@@ -8,6 +8,7 @@ use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -15,18 +16,40 @@ use hyper_util::rt::TokioExecutor;
 use crate::config::Config;
 use crate::{redirect, Error};
 
-/// The HTTP/1.1 client a stream connects with.
-pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
+/// The HTTP/1.1 client a stream connects with (http, or https over rustls).
+pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Builds the client of one stream. It keeps no idle connections: a reconnection must be a
-/// new TCP connection, not a pooled one that the server may have closed meanwhile.
+/// new TCP connection, not a pooled one that the server may have closed meanwhile. https
+/// trusts the system's roots and those given to the builder.
 pub(crate) fn http_client(config: &Config) -> HttpClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(config.tuning.connect_timeout));
+    connector.enforce_http(false);
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        let _ = roots.add(cert);
+    }
+    for cert in &config.roots {
+        let _ = roots.add(cert.clone());
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("the ring provider supports TLS 1.2 and 1.3")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let https = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
     Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(0)
-        .build(connector)
+        .build(https)
 }
 
 /// A successful attempt.
@@ -71,7 +94,7 @@ pub(crate) async fn connect(
             }
             redirects += 1;
             let next = location(&url, status, response.headers())?;
-            if next.scheme_str() != Some("http") {
+            if !matches!(next.scheme_str(), Some("http" | "https")) {
                 let scheme = next.scheme_str().unwrap_or_default();
                 return Err(Error::UnsupportedScheme(scheme.into()));
             }

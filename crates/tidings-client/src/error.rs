@@ -150,8 +150,11 @@ pub enum BuildError {
         reason: String,
     },
     /// The URL's scheme is not one this build can connect to.
-    #[error("cannot connect to a {0}:// URL (only http:// is supported)")]
+    #[error("cannot connect to a {0}:// URL (http:// and https:// are supported)")]
     UnsupportedScheme(String),
+    /// A root certificate given to the builder does not parse.
+    #[error("invalid root certificate: {0}")]
+    Certificate(String),
     /// A header name that HTTP does not allow.
     #[error("invalid header name {0:?}")]
     HeaderName(String),

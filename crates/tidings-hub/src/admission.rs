@@ -102,7 +102,7 @@ pub(crate) async fn admit_stream(
     uri: &Uri,
     peer: Option<IpAddr>,
 ) -> Result<Subscription, ApiError> {
-    check_dev_host(hub, headers)?;
+    check_dev_host(hub, headers, uri)?;
     if hub.is_draining() {
         return Err(ApiError::draining());
     }
@@ -314,13 +314,15 @@ pub(crate) fn add_cors(h: &mut HeaderMap, grant: &CorsGrant) {
 /// `--dev` opens everything to anonymous callers on loopback; a page on another site can
 /// still reach it through DNS rebinding (its own name resolving to 127.0.0.1). The browser
 /// then sends that name as `Host`, so a dev hub answers only loopback names and addresses.
-pub(crate) fn check_dev_host(hub: &Hub, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn check_dev_host(hub: &Hub, headers: &HeaderMap, uri: &Uri) -> Result<(), ApiError> {
     if !hub.config().dev {
         return Ok(());
     }
+    // HTTP/2 names the host in the `:authority` pseudo-header (the URI), not in `Host`.
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
         .unwrap_or("");
     if is_loopback_host(host) {
         return Ok(());

@@ -59,6 +59,9 @@ mod tests {
         // browser test with the served bytes).
         assert!(PAGE.len() < 60 * 1024, "the page is {} bytes", PAGE.len());
         assert!(CSP.to_str().unwrap().contains("'sha256-"));
-        assert!(!PAGE.contains("http://") && !PAGE.contains("https://"), "no outside origin");
+        assert!(
+            !PAGE.contains("http://") && !PAGE.contains("https://"),
+            "no outside origin"
+        );
     }
 }

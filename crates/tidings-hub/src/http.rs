@@ -466,7 +466,7 @@ async fn readyz(State(hub): State<Hub>) -> Response {
 
 /// CORS for the configured origins, and preflight answers.
 async fn cors(State(hub): State<Hub>, req: Request, next: Next) -> Response {
-    if let Err(err) = check_dev_host(&hub, req.headers()) {
+    if let Err(err) = check_dev_host(&hub, req.headers(), req.uri()) {
         return err.into_response();
     }
     let allowed = allowed_origin(&hub, req.headers());

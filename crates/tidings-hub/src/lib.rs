@@ -59,6 +59,7 @@
 //! - [`tasks`]: progress of long tasks, kept in the history (`$tasks`), snapshots for late
 //!   subscribers, `POST/GET /tasks`.
 //! - [`server`]: the accept loop with header timeouts and graceful shutdown.
+//! - [`tls`]: HTTPS on the hub (`--tls-cert`), HTTP/2 and HTTP/1.1 by ALPN, reloadable.
 //! - `shutdown`: the "every stream has closed" signal a drain waits for.
 //! - `http_conns`: the bound on connections that are not event streams
 //!   (`--max-http-connections`): the oldest idle one makes room for a newcomer.
@@ -98,6 +99,7 @@ mod stream;
 mod subscription;
 mod system;
 pub mod tasks;
+pub mod tls;
 pub mod topic;
 pub mod units;
 pub mod webhooks;
@@ -107,4 +109,4 @@ pub use history::{HistoryStore, MemoryStore};
 pub use http::router;
 pub use hub::{Hub, HubError};
 pub use publish::{Payload, Publish, PublishError, Published};
-pub use server::serve;
+pub use server::{serve, serve_with};

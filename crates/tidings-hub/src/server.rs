@@ -30,6 +30,18 @@ pub async fn serve(
     hub: Hub,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_with(listener, hub, None, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given: HTTP/2 or HTTP/1.1 as the client's ALPN chooses,
+/// every request (streams included) through hyper and the router. The native stream path is
+/// for cleartext HTTP/1.1 only.
+pub async fn serve_with(
+    listener: TcpListener,
+    hub: Hub,
+    tls: Option<Arc<crate::tls::Tls>>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let app = router(hub.clone());
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -71,6 +83,11 @@ pub async fn serve(
         let hub = hub.clone();
         let http = http.clone();
         let watcher = graceful.watcher();
+        if let Some(tls) = &tls {
+            let acceptor = tls.acceptor();
+            tokio::spawn(serve_tls(hub, app, acceptor, stream, peer, slot, watcher));
+            continue;
+        }
         tokio::spawn(async move {
             let (rewind, slot) = match first_request(&hub, stream, peer, slot).await {
                 FirstRequest::Done => return,
@@ -110,6 +127,59 @@ pub async fn serve(
     }
     drop(writer_runtime);
     Ok(())
+}
+
+/// One TLS connection: the handshake (within `--header-timeout`), then HTTP/2 or HTTP/1.1.
+async fn serve_tls(
+    hub: Hub,
+    app: axum::Router,
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    slot: crate::http_conns::HttpConn,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let timeout = hub.config().header_timeout;
+    let stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(err)) => {
+            tracing::debug!(%err, %peer, "TLS handshake failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    let busy = slot.busy_handle();
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+        let mut app = app.clone();
+        let request = busy.request();
+        async move {
+            let res = app.call(req).await;
+            res.map(|res| res.map(|body| BusyBody::wrap(body, request)))
+        }
+    });
+    let mut http =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout)
+        .keep_alive(true);
+    http.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(1000)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let conn = watcher.watch(
+        http.serve_connection(TokioIo::new(stream), service)
+            .into_owned(),
+    );
+    tokio::select! {
+        ended = conn => {
+            if let Err(err) = ended {
+                tracing::debug!(%err, %peer, "TLS connection ended with an error");
+            }
+        }
+        () = slot.evicted() => {}
+    }
 }
 
 /// How long the accept loop waits after a failed accept (out of descriptors: long enough not to

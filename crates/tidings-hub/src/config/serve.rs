@@ -32,6 +32,10 @@ pub struct ServeConfig {
     pub jwt_public_key: Option<PathBuf>,
     /// Share the port with other processes (`--reuse-port`).
     pub reuse_port: bool,
+    /// The TLS certificate chain, PEM (`--tls-cert`).
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS private key, PEM (`--tls-key`).
+    pub tls_key: Option<PathBuf>,
     /// The shared log of cluster mode (`--cluster`).
     pub cluster: Option<String>,
     /// The prefix of the cluster's keys (`--cluster-prefix`).
@@ -50,6 +54,8 @@ impl Default for ServeConfig {
             flush_interval: Duration::from_millis(100),
             jwt_public_key: None,
             reuse_port: false,
+            tls_cert: None,
+            tls_key: None,
             cluster: None,
             cluster_prefix: "tidings".into(),
             hub: HubConfig::default(),
@@ -371,6 +377,13 @@ impl Loader {
                 )
             })?;
             config.hub.jwt_public_key_pem = Some(pem);
+        }
+        if config.tls_cert.is_some() != config.tls_key.is_some() {
+            return Err(ConfigError::new(
+                "tls-cert",
+                "--tls-cert and --tls-key go together: give both (PEM files) or neither",
+            )
+            .into());
         }
         if config.cluster.is_some() && config.memory {
             return Err(ConfigError::new(
