@@ -101,6 +101,7 @@ pub(crate) async fn admit_stream(
     headers: &HeaderMap,
     uri: &Uri,
     peer: Option<IpAddr>,
+    protocol: &'static str,
 ) -> Result<Subscription, ApiError> {
     check_dev_host(hub, headers, uri)?;
     if hub.is_draining() {
@@ -187,6 +188,7 @@ pub(crate) async fn admit_stream(
         ip: crate::proxy::client_ip(&hub.inner.trusted_proxies, headers, peer),
         exp: principal.exp,
         last_event_id,
+        protocol,
     };
     let admitted = hub.inner.subscribe(spec).map_err(|limit| match limit {
         Limit::Total => ApiError::limit("the hub is at --max-connections"),

@@ -42,6 +42,7 @@ impl FanoutFixture {
                     ip: None,
                     exp: None,
                     last_event_id: None,
+                    protocol: "http/1.1",
                 };
                 hub.inner.subscribe(spec).expect("under the limits")
             })

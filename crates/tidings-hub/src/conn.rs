@@ -62,6 +62,8 @@ pub(crate) struct Conn {
     pub exp: Option<u64>,
     /// When the stream was admitted (Unix ms), for presence.
     pub opened_ms: u64,
+    /// How it is served: `http/1.1`, `h2`, with `+tls` over TLS (for the dashboard).
+    pub protocol: &'static str,
     limit: usize,
     state: Mutex<QueueState>,
 }
@@ -98,6 +100,7 @@ impl Conn {
             patterns,
             exp,
             opened_ms: crate::history::unix_ms(),
+            protocol: "http/1.1",
             limit,
             state: Mutex::new(QueueState {
                 last_id: seam,

@@ -61,7 +61,14 @@ async fn subscribe(State(hub): State<Hub>, req: Request) -> Result<Response, Api
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let subscription = admit_stream(&hub, req.headers(), req.uri(), peer).await?;
+    let tls = req.extensions().get::<crate::server::Tls>().is_some();
+    let protocol = match (req.version(), tls) {
+        (axum::http::Version::HTTP_2, true) => "h2+tls",
+        (axum::http::Version::HTTP_2, false) => "h2",
+        (_, true) => "http/1.1+tls",
+        _ => "http/1.1",
+    };
+    let subscription = admit_stream(&hub, req.headers(), req.uri(), peer, protocol).await?;
     let mut res = Response::new(Body::new(SseBody::new(subscription)));
     for (name, value) in RESPONSE_HEADERS {
         res.headers_mut()
@@ -329,6 +336,7 @@ async fn clients(State(hub): State<Hub>, req: Request) -> Result<Response, ApiEr
                     "user": c.user.as_deref(),
                     "topics": c.patterns.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
                     "address": c.ip.map(|ip| ip.to_string()),
+                    "protocol": c.protocol,
                     "ageS": now.saturating_sub(c.opened_ms) / 1000,
                     "queuedBytes": c.queued_bytes(),
                 })

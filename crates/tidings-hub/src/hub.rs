@@ -109,6 +109,8 @@ pub(crate) struct SubscribeSpec {
     pub ip: Option<IpAddr>,
     pub exp: Option<u64>,
     pub last_event_id: Option<String>,
+    /// `http/1.1`, `h2`, `http/1.1+tls`, `h2+tls`.
+    pub protocol: &'static str,
 }
 
 fn unix_now() -> Duration {
@@ -643,7 +645,7 @@ impl Inner {
             snapshot_after,
             &mut prelude,
         );
-        let conn = Arc::new(Conn::new(
+        let mut conn = Conn::new(
             key,
             client_id,
             spec.user,
@@ -652,7 +654,9 @@ impl Inner {
             spec.exp,
             self.config.queue_bytes,
             newest,
-        ));
+        );
+        conn.protocol = spec.protocol;
+        let conn = Arc::new(conn);
         registry.insert(Arc::clone(&conn));
         self.open_streams.set(registry.conns.len());
         drop(registry);

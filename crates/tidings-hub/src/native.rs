@@ -133,7 +133,7 @@ async fn serve_stream(
     headers: &HeaderMap,
 ) {
     let cors = allowed_origin(hub, headers);
-    let mut sub = match admit_stream(hub, headers, uri, Some(peer.ip())).await {
+    let mut sub = match admit_stream(hub, headers, uri, Some(peer.ip()), "http/1.1").await {
         Ok(sub) => sub,
         Err(err) => {
             let _ = write_error(&mut stream, &err, cors.as_ref()).await;

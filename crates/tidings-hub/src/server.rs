@@ -129,6 +129,10 @@ pub async fn serve_with(
     Ok(())
 }
 
+/// Marks a request that came over TLS (for the protocol the dashboard shows).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tls;
+
 /// One TLS connection: the handshake (within `--header-timeout`), then HTTP/2 or HTTP/1.1.
 async fn serve_tls(
     hub: Hub,
@@ -151,6 +155,7 @@ async fn serve_tls(
     let busy = slot.busy_handle();
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+        req.extensions_mut().insert(Tls);
         let mut app = app.clone();
         let request = busy.request();
         async move {

@@ -52,6 +52,7 @@ fn parked_streams(hub: &Hub, n: usize) -> (Vec<Subscription>, Vec<Arc<Writer>>) 
             ip: None,
             exp: None,
             last_event_id: None,
+            protocol: "http/1.1",
         };
         let sub = hub.inner.subscribe(spec).expect("under the limits");
         let writer = Arc::new(Writer::default());
@@ -173,6 +174,7 @@ async fn a_closed_stream_leaves_the_token_expiry_index() {
             ip: None,
             exp: Some(far),
             last_event_id: None,
+            protocol: "http/1.1",
         };
         let sub = hub.inner.subscribe(spec).expect("under the limits");
         assert_eq!(hub.inner.expiring_len(), 1);
@@ -241,6 +243,7 @@ fn subscriber(hub: &Hub, exp: Option<u64>) -> Subscription {
         ip: None,
         exp,
         last_event_id: None,
+        protocol: "http/1.1",
     };
     hub.inner.subscribe(spec).expect("under the limits")
 }
@@ -285,6 +288,7 @@ async fn an_idle_stream_gets_one_heartbeat_per_period_and_a_busy_one_none() {
             ip: None,
             exp: None,
             last_event_id: None,
+            protocol: "http/1.1",
         };
         hub.inner.subscribe(spec).expect("under the limits")
     };
