@@ -23,9 +23,11 @@
 //! allowance.
 #![allow(dead_code, unused_imports)]
 
+pub mod broker;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod nats;
 pub mod proxy;
 pub mod redis;
 pub mod sse;

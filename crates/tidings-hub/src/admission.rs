@@ -13,7 +13,6 @@ use axum::extract::Query;
 use axum::http::{header, HeaderMap, HeaderValue, Uri};
 
 use crate::auth::{AuthError, Principal};
-use crate::cluster::Cluster;
 use crate::error::ApiError;
 use crate::event::EventId;
 use crate::hub::{Hub, SubscribeSpec};
@@ -169,7 +168,9 @@ pub(crate) async fn admit_stream(
     let mut held = None;
     if let Some(cluster) = &hub.inner.cluster {
         if let Some(id) = last_event_id.as_deref().and_then(EventId::parse) {
-            Cluster::catch_up(&hub.inner, id, crate::cluster::CATCH_UP_WAIT).await;
+            cluster
+                .catch_up(&hub.inner, id, crate::cluster::CATCH_UP_WAIT)
+                .await;
             cluster.refresh_floor(id).await;
         }
         if let Some(user) = &principal.sub {

@@ -27,6 +27,8 @@
 
 mod broker;
 pub(crate) mod entry;
+mod log;
+mod nats;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,7 +39,8 @@ use bytes::BytesMut;
 use parking_lot::{Mutex, RwLock};
 use sha2::{Digest, Sha256};
 
-use self::broker::{Appended, Broker, RawEntry};
+use self::broker::{Broker, RawEntry};
+use self::log::{Appended, Log};
 use crate::config::DurabilityMode;
 use crate::event::{EventId, StoredEvent};
 use crate::history::{
@@ -153,16 +156,41 @@ impl LoggedKey {
     }
 }
 
-/// A node of the cluster: its way to Redis, its tail's state and its window.
+/// One entry of the log as the hub reads it, whichever broker holds it.
+#[derive(Debug)]
+pub(crate) struct LogEntry {
+    pub id: EventId,
+    /// The publishing node and batch.
+    pub origin: Option<Vec<u8>>,
+    /// The event (see `entry`).
+    pub event: Option<Vec<u8>>,
+    /// A gap marker.
+    pub gap: bool,
+}
+
+impl LogEntry {
+    fn from_redis(raw: RawEntry) -> Option<Self> {
+        Some(Self {
+            id: entry::id_of_stream(&raw.id)?,
+            origin: raw.origin,
+            event: raw.event,
+            gap: raw.gap,
+        })
+    }
+}
+
+/// A node of the cluster: its way to the broker, its tail's state and its window.
 pub(crate) struct Cluster {
     pub node: String,
-    broker: Arc<Broker>,
+    log: Log,
     window: MemoryStore,
     /// Ids at or below this cannot be replayed (trimmed by retention, or before a gap).
     floor: AtomicU64,
     /// The newest id the tail applied (queued to the fan-out).
     applied: AtomicU64,
     tail_up: AtomicBool,
+    /// The broker connection's generation the tail last checked continuity on.
+    verified: AtomicU64,
     epoch: Mutex<Option<String>>,
     /// This node's publishes waiting for the tail: batch number -> (reply, event count).
     pending: Mutex<HashMap<u64, (Reply, usize)>>,
@@ -212,21 +240,28 @@ impl Cluster {
                 options.prefix
             ));
         }
-        let broker = Broker::connect(&options.url, &options.prefix).await?;
-        broker.check_durability(options.durability).await?;
-        let epoch = broker
-            .init_epoch(&random_hex(8))
+        let log = if options.url.starts_with("nats://") {
+            let nats = nats::NatsLog::connect(
+                &options.url,
+                &options.prefix,
+                options.durability,
+                (config.history_max_events, config.history_max_age),
+                config.idempotency_window,
+                LEASE,
+            )
+            .await?;
+            Log::Nats(nats)
+        } else {
+            let broker = Broker::connect(&options.url, &options.prefix).await?;
+            broker.check_durability(options.durability).await?;
+            Log::Redis(broker)
+        };
+        let (epoch, _) = log
+            .continuity(None, EventId::default(), &random_hex(8))
             .await
             .map_err(|e| e.message)?;
-        let last = broker.last_id().await.map_err(|e| e.message)?;
-        let applied = last
-            .as_deref()
-            .and_then(entry::id_of_stream)
-            .unwrap_or_default();
-        let floor = match broker.info().await.map_err(|e| e.message)? {
-            Some(info) => trimmed_floor(&info),
-            None => EventId::default(),
-        };
+        let applied = log.newest().await.map_err(|e| e.message)?;
+        let floor = log.floor().await.map_err(|e| e.message)?;
         let window = MemoryStore::new(
             applied,
             config.history_max_events.clamp(1, WINDOW_EVENTS),
@@ -235,11 +270,12 @@ impl Cluster {
         .with_max_age(config.history_max_age);
         Ok(Arc::new(Self {
             node: random_hex(6),
-            broker,
+            log,
             window,
             floor: AtomicU64::new(floor.as_u64()),
             applied: AtomicU64::new(applied.as_u64()),
             tail_up: AtomicBool::new(false),
+            verified: AtomicU64::new(0),
             epoch: Mutex::new(Some(epoch)),
             pending: Mutex::new(HashMap::new()),
             carry: Mutex::new(None),
@@ -260,9 +296,13 @@ impl Cluster {
         tokio::spawn(heartbeat(Arc::clone(self), hub));
     }
 
-    /// Whether the node can publish and its tail is reading: `/readyz`.
+    /// Whether the node can publish and its tail is reading: `/readyz`. After a reconnect to
+    /// the broker, not before the tail has checked the log's continuity again (a publish must
+    /// never land before the gap marker of a loss).
     pub fn is_ready(&self) -> bool {
-        self.broker.is_up() && self.tail_up.load(Ordering::Acquire)
+        self.log.is_up()
+            && self.tail_up.load(Ordering::Acquire)
+            && self.log.generation() == self.verified.load(Ordering::Acquire)
     }
 
     /// The newest id applied.
@@ -301,7 +341,7 @@ impl Cluster {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.pending.lock().insert(seq, (tx, batch.len()));
         let appended = self
-            .broker
+            .log
             .append(
                 &origin,
                 &encoded,
@@ -309,9 +349,8 @@ impl Cluster {
                 key.map(|k| (k.key.as_str(), k.fingerprint.as_str(), k.window_ms)),
             )
             .await;
-        let unanswered = |ids: &[String]| -> Vec<Published> {
+        let unanswered = |ids: &[EventId]| -> Vec<Published> {
             ids.iter()
-                .filter_map(|s| entry::id_of_stream(s))
                 .map(|id| Published {
                     id: id.to_string(),
                     delivered: 0,
@@ -321,7 +360,11 @@ impl Cluster {
         match appended {
             Err(err) => {
                 self.pending.lock().remove(&seq);
-                Err(PublishError::History(StoreError::Unavailable(err.message)))
+                if err.down {
+                    Err(PublishError::History(StoreError::Unavailable(err.message)))
+                } else {
+                    Err(PublishError::Invalid(err.message))
+                }
             }
             Ok(Appended::Prior { fingerprint, ids }) => {
                 self.pending.lock().remove(&seq);
@@ -344,7 +387,7 @@ impl Cluster {
     /// unreachable the node's own count is the only limit (streams are not refused for an
     /// outage).
     pub async fn acquire(&self, user: &str, limit: usize) -> bool {
-        self.broker
+        self.log
             .acquire(&self.node, user, limit)
             .await
             .unwrap_or(true)
@@ -356,7 +399,7 @@ impl Cluster {
     }
 
     /// Gives back the slot of stream `key`, if it holds one.
-    pub fn release(&self, key: u64) {
+    pub fn release(self: &Arc<Self>, key: u64) {
         let Some(user) = self.leases.lock().remove(&key) else {
             return;
         };
@@ -364,19 +407,18 @@ impl Cluster {
     }
 
     /// Gives back a slot of `user` (in the background).
-    pub fn release_user(&self, user: Arc<str>) {
-        let broker = Arc::clone(&self.broker);
-        let node = self.node.clone();
+    pub fn release_user(self: &Arc<Self>, user: Arc<str>) {
+        let cluster = Arc::clone(self);
         self.runtime.spawn(async move {
-            let _ = broker.release(&node, &user).await;
+            let _ = cluster.log.release(&cluster.node, &user).await;
         });
     }
 
     /// Waits (up to `wait`) until this node's fan-out passed `id`. An id from further in the
     /// future than clocks can disagree (its millisecond part is the log's clock) is not
     /// waited for: it was never issued.
-    pub async fn catch_up(inner: &Inner, id: EventId, wait: Duration) {
-        if entry::millis_of(id) > unix_ms().saturating_add(CLOCK_SKEW_MS) {
+    pub async fn catch_up(&self, inner: &Inner, id: EventId, wait: Duration) {
+        if !self.log.plausible(id, unix_ms(), CLOCK_SKEW_MS) {
             return;
         }
         let mut watch = inner.fanned_out_watch();
@@ -389,65 +431,50 @@ impl Cluster {
         if id >= self.window.bounds().floor {
             return;
         }
-        if let Ok(Some(info)) = self.broker.info().await {
-            self.floor
-                .fetch_max(trimmed_floor(&info).as_u64(), Ordering::AcqRel);
+        if let Ok(floor) = self.log.floor().await {
+            self.floor.fetch_max(floor.as_u64(), Ordering::AcqRel);
         }
     }
 
     /// Leaves the live set (a clean stop): the other nodes stop counting this one at once.
     pub async fn leave(&self) {
-        let _ = self.broker.leave(&self.node).await;
+        let _ = self.log.leave(&self.node).await;
     }
 
     /// Checks that the log still holds what this node applied; writes (or adopts) a gap
     /// marker if not.
     async fn check_continuity(&self) -> Result<(), broker::BrokerError> {
-        let current = self.broker.epoch().await?;
         let mine = self.epoch.lock().clone();
-        let lost = match (&mine, &current) {
-            (Some(m), Some(c)) if m == c => {
-                let last = self
-                    .broker
-                    .info()
-                    .await?
-                    .and_then(|i| entry::id_of_stream(&i.last_generated))
-                    .unwrap_or_default();
-                last < self.applied()
-            }
-            (None, _) => false,
-            _ => true,
-        };
-        if mine.is_none() {
-            let adopted = self.broker.init_epoch(&random_hex(8)).await?;
-            *self.epoch.lock() = Some(adopted);
+        let (current, lost) = self
+            .log
+            .continuity(mine.as_deref(), self.applied(), &random_hex(8))
+            .await?;
+        if !lost {
+            *self.epoch.lock() = Some(current);
             return Ok(());
         }
-        if lost {
-            let seen = mine.unwrap_or_default();
-            let adopted = self.broker.mark_gap(&seen, &random_hex(8)).await?;
-            tracing::warn!(
-                applied = %self.applied(),
-                "the cluster log lost events this node had applied (Redis restarted empty or \
-                 rolled back); streams get a `reset` history-gap"
-            );
-            *self.epoch.lock() = Some(adopted);
-        }
+        let seen = mine.unwrap_or_default();
+        let adopted = self.log.mark_gap(&seen, &random_hex(8)).await?;
+        tracing::warn!(
+            applied = %self.applied(),
+            broker = self.log.name(),
+            "the cluster log lost events this node had applied (the broker restarted empty or \
+             rolled back); streams get a `reset` history-gap"
+        );
+        *self.epoch.lock() = Some(adopted);
         Ok(())
     }
 
     /// Applies entries read by the tail: into the window, then to the fan-out, in log order,
     /// one batch per publish.
-    fn apply(&self, hub: &Arc<Inner>, entries: Vec<RawEntry>) {
+    fn apply(&self, hub: &Arc<Inner>, entries: Vec<LogEntry>) {
         let (mut batch_origin, mut batch) = match self.carry.lock().take() {
             Some((origin, events)) => (Some(origin), events),
             None => (None, Vec::new()),
         };
         let mut applied = self.applied();
         for raw in entries {
-            let Some(id) = entry::id_of_stream(&raw.id) else {
-                continue;
-            };
+            let id = raw.id;
             if id <= applied {
                 continue;
             }
@@ -461,7 +488,7 @@ impl Cluster {
                 continue;
             }
             let Some(decoded) = raw.event.as_deref().and_then(entry::decode) else {
-                tracing::warn!(id = %raw.id, "skipped a log entry this version cannot read");
+                tracing::warn!(%id, "skipped a log entry this version cannot read");
                 applied = id;
                 continue;
             };
@@ -529,27 +556,22 @@ impl Cluster {
         if after.as_u64() < self.floor.load(Ordering::Acquire) {
             return Err(StoreError::Gap(after));
         }
-        if let Some(info) = self.broker.info().await.map_err(unavailable)? {
-            let floor = trimmed_floor(&info);
-            self.floor.fetch_max(floor.as_u64(), Ordering::AcqRel);
-            if after < floor {
-                return Err(StoreError::Gap(after));
-            }
+        let floor = self.log.floor().await.map_err(unavailable)?;
+        self.floor.fetch_max(floor.as_u64(), Ordering::AcqRel);
+        if after < floor {
+            return Err(StoreError::Gap(after));
         }
         let mut out = Vec::new();
         let mut from = after;
-        let upto_text = entry::stream_of_id(upto);
         while out.len() < limit {
             let page = self
-                .broker
-                .range(&entry::stream_of_id(from), &upto_text, RANGE_PAGE)
+                .log
+                .range(from, upto, RANGE_PAGE)
                 .await
                 .map_err(unavailable)?;
             let full = page.len() >= RANGE_PAGE;
             for raw in page {
-                let Some(id) = entry::id_of_stream(&raw.id) else {
-                    continue;
-                };
+                let id = raw.id;
                 from = id;
                 if raw.gap {
                     return Err(StoreError::Gap(after));
@@ -601,7 +623,7 @@ impl Cluster {
 /// everything from `recorded-first-entry-id` on is still there. A resume from just below it
 /// may thus be told of a gap that holds nothing: a needless `reset` is safe, a silent skip
 /// would not be.
-fn trimmed_floor(info: &broker::LogInfo) -> EventId {
+pub(crate) fn trimmed_floor(info: &broker::LogInfo) -> EventId {
     let deleted = entry::id_of_stream(&info.max_deleted).unwrap_or_default();
     let trimmed = if info.added > info.length {
         entry::id_of_stream(&info.first)
@@ -635,6 +657,41 @@ fn gap_reset(marker: EventId, before: EventId) -> StoredEvent {
 
 /// Reads the log from the last applied id, forever (until the hub is dropped).
 async fn tail(cluster: Arc<Cluster>, hub: Weak<Inner>) {
+    match &cluster.log {
+        Log::Redis(broker) => tail_redis(Arc::clone(&cluster), Arc::clone(broker), hub).await,
+        Log::Nats(nats) => tail_nats(Arc::clone(&cluster), Arc::clone(nats), hub).await,
+    }
+}
+
+/// Hands entries read by a tail to the window and the fan-out: fanned out on the tail's own
+/// task, in one run per read (no task spawned per batch), as a publisher's own task does on a
+/// single node. False once the hub is gone.
+fn deliver(cluster: &Cluster, hub: &Weak<Inner>, entries: Vec<LogEntry>) -> bool {
+    let Some(hub) = hub.upgrade() else {
+        return false;
+    };
+    if hub.append_inline(|| cluster.apply(&hub, entries)) {
+        hub.run_fanout();
+    }
+    true
+}
+
+/// Notes a tail (re)connection, after the continuity check passed.
+fn tail_resumed(cluster: &Cluster, first: &mut bool) {
+    if !*first {
+        cluster.tail_reconnects.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(applied = %cluster.applied(), "the tail resumed");
+    }
+    *first = false;
+    cluster.tail_up.store(true, Ordering::Release);
+}
+
+/// Notes that the log's continuity was checked on the broker connection as it is now.
+fn verified(cluster: &Cluster, generation: u64) {
+    cluster.verified.store(generation, Ordering::Release);
+}
+
+async fn tail_redis(cluster: Arc<Cluster>, broker: Arc<Broker>, hub: Weak<Inner>) {
     let mut conn = None;
     let mut first = true;
     loop {
@@ -642,26 +699,21 @@ async fn tail(cluster: Arc<Cluster>, hub: Weak<Inner>) {
             return;
         }
         let Some(c) = conn.as_mut() else {
-            match cluster.broker.tail_connection().await {
+            match broker.tail_connection().await {
                 Ok(c) => {
-                    if !cluster.broker.is_up() {
+                    if !broker.is_up() {
                         // The command connection is still reconnecting; wait for it, so the
                         // continuity check below can run.
                         tokio::time::sleep(Duration::from_millis(20)).await;
-                        cluster.broker.mark_down();
+                        broker.mark_down();
                         continue;
                     }
                     if cluster.check_continuity().await.is_err() {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
-                    if !first {
-                        cluster.tail_reconnects.fetch_add(1, Ordering::Relaxed);
-                        tracing::info!(applied = %cluster.applied(), "the tail resumed");
-                    }
-                    first = false;
                     conn = Some(c);
-                    cluster.tail_up.store(true, Ordering::Release);
+                    tail_resumed(&cluster, &mut first);
                 }
                 Err(_) => {
                     cluster.tail_up.store(false, Ordering::Release);
@@ -677,31 +729,117 @@ async fn tail(cluster: Arc<Cluster>, hub: Weak<Inner>) {
             .arg("BLOCK")
             .arg(u64::try_from(broker::TAIL_BLOCK.as_millis()).unwrap_or(1000))
             .arg("STREAMS")
-            .arg(&cluster.broker.keys.log)
+            .arg(&broker.keys.log)
             .arg(&from)
             .query_async(c)
             .await;
         match read {
             Ok(reply) => {
-                let entries = broker::read_entries(reply);
-                if entries.is_empty() {
-                    continue;
-                }
-                let Some(hub) = hub.upgrade() else { return };
-                // The batches are fanned out here, on the tail's task, in one run after the
-                // read (no task spawned per batch), as a publisher's own task does on a
-                // single node.
-                if hub.append_inline(|| cluster.apply(&hub, entries)) {
-                    hub.run_fanout();
+                let entries: Vec<LogEntry> = broker::read_entries(reply)
+                    .into_iter()
+                    .filter_map(LogEntry::from_redis)
+                    .collect();
+                if !entries.is_empty() && !deliver(&cluster, &hub, entries) {
+                    return;
                 }
             }
             Err(err) => {
                 tracing::warn!(%err, "the tail lost the broker; resuming from {from}");
                 conn = None;
                 cluster.tail_up.store(false, Ordering::Release);
-                cluster.broker.mark_down();
+                broker.mark_down();
             }
         }
+    }
+}
+
+async fn tail_nats(cluster: Arc<Cluster>, nats: Arc<nats::NatsLog>, hub: Weak<Inner>) {
+    use futures_util::{FutureExt as _, StreamExt as _};
+    let mut first = true;
+    loop {
+        if hub.strong_count() == 0 {
+            return;
+        }
+        if !nats.is_up() {
+            cluster.tail_up.store(false, Ordering::Release);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        let generation = nats.connects();
+        if let Err(err) = cluster.check_continuity().await {
+            tracing::warn!(%err, "cannot check the cluster log; retrying");
+            cluster.tail_up.store(false, Ordering::Release);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        let following = tokio::time::timeout(Duration::from_secs(5), nats.tail(cluster.applied()));
+        let mut messages = match following.await {
+            Ok(Ok(m)) => m,
+            Err(_) => {
+                tracing::warn!("following the cluster log timed out; retrying");
+                cluster.tail_up.store(false, Ordering::Release);
+                continue;
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(%err, "cannot follow the cluster log; retrying");
+                cluster.tail_up.store(false, Ordering::Release);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        verified(&cluster, generation);
+        tail_resumed(&cluster, &mut first);
+        let connects = generation;
+        let epoch = nats.epoch();
+        loop {
+            // Wake at least every second to notice an outage (the ordered consumer itself
+            // waits through one) and a dropped hub.
+            let next = tokio::time::timeout(Duration::from_secs(1), messages.next()).await;
+            if hub.strong_count() == 0 {
+                return;
+            }
+            let message = match next {
+                Err(_) => {
+                    // A server that went away and came back (it may have come back empty), or
+                    // a new epoch of the log: follow it with a new consumer, after the
+                    // continuity check.
+                    let up = nats.is_up();
+                    let changed = nats.connects() != connects || nats.epoch() != epoch;
+                    cluster.tail_up.store(up && !changed, Ordering::Release);
+                    if up && changed {
+                        break;
+                    }
+                    continue;
+                }
+                Ok(Some(Ok(m))) => m,
+                Ok(Some(Err(err))) => {
+                    tracing::warn!(%err, "the tail lost the broker");
+                    break;
+                }
+                Ok(None) => break,
+            };
+            cluster.tail_up.store(true, Ordering::Release);
+            let mut entries = Vec::new();
+            let mut take = |m: async_nats::jetstream::Message| {
+                if let Ok(info) = m.info() {
+                    let seq = info.stream_sequence;
+                    let headers = m.headers.clone().unwrap_or_default();
+                    entries.extend(nats::entries_of(nats.epoch(), seq, &headers, &m.payload));
+                }
+            };
+            take(message);
+            // Whatever else is already here goes in the same run.
+            for _ in 0..TAIL_COUNT {
+                match messages.next().now_or_never() {
+                    Some(Some(Ok(m))) => take(m),
+                    _ => break,
+                }
+            }
+            if !deliver(&cluster, &hub, entries) {
+                return;
+            }
+        }
+        cluster.tail_up.store(false, Ordering::Release);
     }
 }
 
@@ -713,7 +851,7 @@ async fn heartbeat(cluster: Arc<Cluster>, hub: Weak<Inner>) {
     loop {
         tick.tick().await;
         let Some(inner) = hub.upgrade() else { return };
-        if !cluster.broker.is_up() {
+        if !cluster.log.is_up() {
             continue;
         }
         let snapshot = {
@@ -735,11 +873,7 @@ async fn heartbeat(cluster: Arc<Cluster>, hub: Weak<Inner>) {
             .to_string()
         };
         drop(inner);
-        if let Ok(snapshots) = cluster
-            .broker
-            .heartbeat(&cluster.node, LEASE, &snapshot)
-            .await
-        {
+        if let Ok(snapshots) = cluster.log.heartbeat(&cluster.node, LEASE, &snapshot).await {
             let mut others = Others::default();
             for snap in snapshots {
                 let Ok(v) = serde_json::from_str::<serde_json::Value>(&snap) else {
@@ -758,17 +892,12 @@ async fn heartbeat(cluster: Arc<Cluster>, hub: Weak<Inner>) {
             }
             *cluster.others.write() = others;
         }
-        if let Ok(Some(info)) = cluster.broker.info().await {
-            cluster
-                .floor
-                .fetch_max(trimmed_floor(&info).as_u64(), Ordering::AcqRel);
+        if let Ok(floor) = cluster.log.floor().await {
+            cluster.floor.fetch_max(floor.as_u64(), Ordering::AcqRel);
         }
         if let Some(age) = cluster.max_age {
             let age = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
-            let _ = cluster
-                .broker
-                .trim_before(unix_ms().saturating_sub(age))
-                .await;
+            let _ = cluster.log.trim_before(unix_ms().saturating_sub(age)).await;
         }
         if cluster.tail_up.load(Ordering::Acquire) {
             let _ = cluster.check_continuity().await;

@@ -195,7 +195,12 @@ impl Hub {
             issuer: config.jwt_issuer.clone(),
         })?;
         let clock = EventId(u64::try_from(unix_now().as_micros()).unwrap_or(u64::MAX));
-        let start = history.bounds().newest.max(clock);
+        // A cluster's ids are the log's own, whatever the clock says (NATS numbers them from 1).
+        let start = if cluster.is_some() {
+            history.bounds().newest
+        } else {
+            history.bounds().newest.max(clock)
+        };
         let inner = Arc::new(Inner {
             auth,
             history,

@@ -187,10 +187,13 @@ fn text(v: &str) -> Result<String, String> {
 
 fn cluster_url(v: &str) -> Result<String, String> {
     let v = v.trim();
-    if v.starts_with("redis://") || v.starts_with("rediss://") {
+    if ["redis://", "rediss://", "nats://"]
+        .iter()
+        .any(|s| v.starts_with(s))
+    {
         Ok(v.to_owned())
     } else {
-        Err("a cluster URL starts with redis:// (e.g. redis://127.0.0.1:6379/0)".into())
+        Err("a cluster URL starts with redis:// (redis://127.0.0.1:6379/0) or nats:// (nats://127.0.0.1:4222)".into())
     }
 }
 
@@ -229,7 +232,7 @@ pub static OPTIONS: &[OptionSpec] = &[
         "The PEM private key of --tls-cert", secret: false,
         |c| c.tls_key, some(path), show_opt(|p: &PathBuf| vec![p.display().to_string()])),
     one!("cluster", "URL", "redis://127.0.0.1:6390/0",
-        "Cluster mode: share one log with other hub processes through Redis (`redis://[:PASSWORD@]HOST:PORT[/DB]`; also TIDINGS_CLUSTER_URL). Any node takes any publish or subscription; --memory and --data-dir do not apply. See docs/CLUSTER.md", secret: true,
+        "Cluster mode: share one log with other hub processes through Redis (`redis://[:PASSWORD@]HOST:PORT[/DB]`) or NATS JetStream (`nats://[USER:PASSWORD@]HOST:PORT`); also TIDINGS_CLUSTER_URL. Any node takes any publish or subscription; --memory and --data-dir do not apply. See docs/CLUSTER.md", secret: true,
         |c| c.cluster, some(cluster_url), show_opt(|s: &String| vec![s.clone()])),
     one!("cluster-prefix", "PREFIX", "tidings-eu",
         "Prefix of every Redis key of the cluster (several clusters can share one Redis)", secret: false,
