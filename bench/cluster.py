@@ -17,6 +17,8 @@ Figures:
   recovery  Redis killed and restarted: time from Redis accepting connections to the first
             event delivered again through the same open stream on another node
   redis-cpu Redis CPU seconds per published event, with 1 and 3 nodes tailing
+  nats      acknowledged publishes/s through one nats-server -js (R1, file storage), 50
+            concurrent publishers, single events and batches of 10
 """
 
 import json
@@ -81,6 +83,37 @@ class Redis:
 
     def stop(self):
         self.kill9()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class NatsServer:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="tidings-bench-nats-")
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", self.dir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.time() > deadline:
+                    sys.exit("nats-server did not start")
+                time.sleep(0.01)
+
+    def url(self):
+        return f"nats://127.0.0.1:{self.port}"
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -229,7 +262,31 @@ def redis_cpu_figures():
         redis.stop()
 
 
-FIGURES = {"publish": publish_figures, "latency": latency_figures,
+def nats_figures():
+    for per in (1, 10):
+        nats = NatsServer()
+        node = Node(["--cluster", nats.url()])
+        args = ["publish", "--url", f"http://{node.addr}", "-c", "50", "--hub-pid", str(node.proc.pid)]
+        if per > 1:
+            one = '{"topic":"{topic}","data":{"seq":{seq},"ts":{ts}}}'
+            args += ["--publish-body", "[" + ",".join([one] * per) + "]", "-k", "10000"]
+        else:
+            args += ["-k", "60000"]
+        cpu = nats.cpu_seconds()
+        r = bench(*args)
+        cpu = nats.cpu_seconds() - cpu
+        ack = r["ack_us"]
+        events = r["acked"] * per
+        label = "single events" if per == 1 else f"batches of {per}"
+        print(f"nats publish, {label}: {r['publishes_per_s'] * per:,.0f} events/s acknowledged, "
+              f"ack p50 {ack['p50'] / 1000:.2f} ms, p99 {ack['p99'] / 1000:.2f} ms, failed "
+              f"{r['publish_failed']}; CPU per event: hub {r.get('hub_cpu_s', 0) / events * 1e6:.1f} us, "
+              f"nats-server {cpu / events * 1e6:.1f} us")
+        node.stop()
+        nats.stop()
+
+
+FIGURES = {"nats": nats_figures, "publish": publish_figures, "latency": latency_figures,
            "recovery": recovery_figure, "redis-cpu": redis_cpu_figures}
 
 if __name__ == "__main__":

@@ -164,7 +164,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         (Some(cert), Some(key)) => Some(std::sync::Arc::new(
             tidings_hub::tls::Tls::load(cert, key).map_err(anyhow::Error::msg)?,
         )),
-        _ => None,
+        (None, None) => None,
+        _ => anyhow::bail!(
+            "invalid --tls-cert: --tls-cert and --tls-key go together: give both (PEM files) or neither"
+        ),
     };
     let serve_cluster = serve.cluster.as_ref().map(|_| serve.cluster_prefix.clone());
     let (listen, reuse_port, mut config) = (serve.listen, serve.reuse_port, serve.hub);

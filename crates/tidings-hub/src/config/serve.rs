@@ -378,13 +378,6 @@ impl Loader {
             })?;
             config.hub.jwt_public_key_pem = Some(pem);
         }
-        if config.tls_cert.is_some() != config.tls_key.is_some() {
-            return Err(ConfigError::new(
-                "tls-cert",
-                "--tls-cert and --tls-key go together: give both (PEM files) or neither",
-            )
-            .into());
-        }
         if config.cluster.is_some() && config.memory {
             return Err(ConfigError::new(
                 "memory",
