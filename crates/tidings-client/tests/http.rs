@@ -226,10 +226,10 @@ async fn the_hub_reset_event_is_surfaced_and_can_be_left_generic() {
 
 #[tokio::test]
 async fn an_unsupported_scheme_is_refused_before_connecting() {
-    let err = EventStream::builder("ftp://example.invalid/")
-        .build()
-        .err();
+    let err = EventStream::builder("ftp://example.invalid/").build().err();
     assert_eq!(err, Some(BuildError::UnsupportedScheme("ftp".into())));
     // https is supported (rustls; tests/hub_tls.rs connects to a real hub over it).
-    assert!(EventStream::builder("https://example.invalid/").build().is_ok());
+    assert!(EventStream::builder("https://example.invalid/")
+        .build()
+        .is_ok());
 }
