@@ -395,3 +395,81 @@ fn a_bad_tls_configuration_is_refused_at_start() {
         assert!(out.stderr.contains(needle), "{needle}: {}", out.stderr);
     }
 }
+
+#[tokio::test]
+async fn a_stalled_http2_stream_is_cut_and_its_neighbours_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(dir.path(), "hub");
+    let hub = tls_hub(
+        &cert,
+        &key,
+        &["--queue-bytes", "64KiB", "--max-event-bytes", "16KiB"],
+    );
+    let (tls, _) = tls_connect(&hub, &cert, b"h2").await;
+    // Small windows, so a stream nobody reads pushes back on the hub at once.
+    let (sender, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(65_535)
+            .initial_connection_window_size(1 << 24)
+            .handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let open = |sender: &hyper::client::conn::http2::SendRequest<Empty<Bytes>>| {
+        let mut sender = sender.clone();
+        async move {
+            let req = hyper::Request::get("https://127.0.0.1/events?topic=big")
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            let mut body = sender.send_request(req).await.unwrap().into_body();
+            assert!(frame_text(&mut body).await.contains("connected"));
+            body
+        }
+    };
+    let mut reader = open(&sender).await;
+    let _stalled = open(&sender).await; // never read
+    const EVENTS: usize = 200;
+    let counting = tokio::spawn(async move {
+        let mut text = String::new();
+        while text.matches("\ndata: ").count() < EVENTS {
+            text.push_str(&frame_text(&mut reader).await);
+        }
+    });
+    let payload = "x".repeat(4000);
+    for i in 0..EVENTS {
+        hub.publish_tls(
+            &cert,
+            &json!({"topic": "big", "data": {"i": i, "pad": payload}}),
+        )
+        .await;
+    }
+    tokio::time::timeout(WAIT, counting)
+        .await
+        .expect("the reading stream got every event")
+        .unwrap();
+    // The stalled stream was cut (its queue passed --queue-bytes), read over https.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (tls, _) = tls_connect(&hub, &cert, b"http/1.1").await;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let req = hyper::Request::get("/metrics")
+            .header("host", "127.0.0.1")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let res = sender.send_request(req).await.unwrap();
+        let text = res.into_body().collect().await.unwrap().to_bytes();
+        let metrics = support::Metrics::parse(&String::from_utf8_lossy(&text));
+        if metrics.sum("tidings_slow_consumer_disconnects_total") >= Some(1.0) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stalled HTTP/2 stream was never cut"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
