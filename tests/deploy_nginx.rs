@@ -5,89 +5,19 @@
 mod support;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::nginx::{documented_block, free_port, Nginx};
 use support::{events_path, json, End, Hub, Item, Req, SseStream, PUBLISH_KEY, WAIT};
-
-/// The ```nginx block of docs/DEPLOY.md.
-fn documented_config() -> String {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/DEPLOY.md"))
-        .expect("docs/DEPLOY.md");
-    let start = doc.find("```nginx").expect("an nginx block in DEPLOY.md") + "```nginx".len();
-    let end = start + doc[start..].find("```").expect("the block's end");
-    doc[start..end].to_owned()
-}
-
-struct Nginx {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// nginx with the documented config in front of `hub`, `read_timeout` replacing `1h`.
 fn nginx(hub: &Hub, read_timeout: &str) -> Nginx {
-    let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .unwrap_or_else(|| {
-            panic!("the deployment test needs nginx: install the Debian package nginx (scripts/test installs it)")
-        });
-    let dir = tempfile::tempdir().expect("a temp dir");
     let port = free_port();
-    let site = documented_config()
+    let site = documented_block("DEPLOY.md", "upstream tidings")
         .replace("server 127.0.0.1:8080;", &format!("server {};", hub.addr()))
         .replace("listen 80;", &format!("listen 127.0.0.1:{port};"))
         .replace("1h;", &format!("{read_timeout};"));
-    let d = dir.path().display();
-    let conf = format!(
-        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
-         error_log {d}/error.log warn;\nevents {{ worker_connections 256; }}\n\
-         http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n\
-         fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
-         {site}\n}}\n"
-    );
-    let path = dir.path().join("nginx.conf");
-    std::fs::write(&path, conf).expect("write nginx.conf");
-    let child = Command::new(bin)
-        .arg("-c")
-        .arg(&path)
-        .arg("-p")
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("nginx starts");
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + WAIT;
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nginx did not listen: {}",
-            std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Nginx {
-        child,
-        addr,
-        _dir: dir,
-    }
+    Nginx::start(&site, port)
 }
 
 async fn open(proxy: SocketAddr, req: Req) -> SseStream {

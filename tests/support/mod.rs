@@ -28,6 +28,7 @@ pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod nats;
+pub mod nginx;
 pub mod proxy;
 pub mod redis;
 pub mod sse;
