@@ -76,7 +76,7 @@ async fn a_batch_larger_than_one_tail_read_is_answered_whole_and_in_order() {
     suite::a_batch_larger_than_one_tail_read_is_answered_whole_and_in_order::<Redis>().await;
 }
 
-use support::{json, serve_until_exit, WAIT};
+use support::{json, serve_until_exit, Req, WAIT};
 
 #[tokio::test]
 async fn redis_that_does_not_persist_every_write_is_refused() {
@@ -116,4 +116,53 @@ async fn redis_that_does_not_persist_every_write_is_refused() {
     // `--durability interval` accepts everysec.
     let hub = support::redis::node(&url, &["--durability", "interval"]);
     hub.publish(&json!({"topic": "t", "data": 1})).await;
+}
+
+#[tokio::test]
+async fn rediss_speaks_tls_to_redis_trusting_the_given_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("redis.pem"), dir.path().join("redis.key"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (Debian package openssl)");
+    assert!(made.status.success());
+    let redis = Redis::start_tls(&cert, &key);
+    let url = redis.url();
+    assert!(url.starts_with("rediss://"));
+    // Without the CA the node refuses the unknown certificate.
+    let out = serve_until_exit(
+        &["--listen", "127.0.0.1:0", "--cluster", &url, "--dev"],
+        &[],
+        WAIT,
+    );
+    assert!(out.status.is_some_and(|s| !s.success()), "{out:?}");
+    assert!(out.stderr.contains("certificate"), "{}", out.stderr);
+    // With it, a working cluster.
+    let ca = cert.to_str().unwrap();
+    let a = support::redis::node(&url, &["--cluster-ca", ca]);
+    let b = support::redis::node(&url, &["--cluster-ca", ca]);
+    let mut s = b.subscribe(Req::get("/events?topic=tls")).await;
+    let id = a
+        .publish(&json!({"topic": "tls", "data": "over rediss"}))
+        .await;
+    let e = s.next_event(WAIT).await;
+    assert_eq!(
+        (e.id.as_str(), e.data.as_str()),
+        (id.as_str(), "\"over rediss\"")
+    );
 }

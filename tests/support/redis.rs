@@ -17,6 +17,8 @@ pub struct Redis {
     port: u16,
     dir: tempfile::TempDir,
     args: Vec<String>,
+    /// Serves TLS only (`rediss://`) with this certificate and key.
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// The `redis-server` to run: `TIDINGS_REDIS_SERVER` or the one on `PATH`.
@@ -57,6 +59,23 @@ impl Redis {
             port: free_port(),
             dir,
             args: settings.iter().map(|s| (*s).to_owned()).collect(),
+            tls: None,
+        };
+        redis.launch();
+        redis
+    }
+
+    /// AOF always, TLS only, with this PEM certificate and key.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Redis {
+        let mut redis = Redis {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().expect("a temporary directory for redis"),
+            args: ["--appendonly", "yes", "--appendfsync", "always"]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            tls: Some((cert.to_owned(), key.to_owned())),
         };
         redis.launch();
         redis
@@ -64,8 +83,19 @@ impl Redis {
 
     fn launch(&mut self) {
         let bin = server_binary();
-        let child = Command::new(bin)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        let mut cmd = Command::new(bin);
+        match &self.tls {
+            None => cmd.args(["--port", &self.port.to_string()]),
+            Some((cert, key)) => cmd
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key)
+                .args(["--tls-auth-clients", "no"]),
+        };
+        let child = cmd
+            .args(["--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(self.dir.path())
             .args(["--save", "", "--protected-mode", "no", "--daemonize", "no"])
@@ -79,7 +109,12 @@ impl Redis {
         self.child = Some(child);
         let deadline = Instant::now() + WAIT;
         loop {
-            if self.ping() {
+            let ready = if self.tls.is_some() {
+                TcpStream::connect(self.addr()).is_ok()
+            } else {
+                self.ping()
+            };
+            if ready {
                 return;
             }
             assert!(
@@ -115,9 +150,14 @@ impl Redis {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
-    /// `redis://127.0.0.1:PORT/0`.
+    /// `redis://127.0.0.1:PORT/0` (`rediss://` when it serves TLS).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
     }
 
     /// SIGKILL: a crash, nothing flushed beyond what the AOF policy already wrote.

@@ -77,6 +77,9 @@ pub struct ClusterOptions {
     pub prefix: String,
     /// `sync` needs `appendfsync always`; `interval` accepts `everysec`.
     pub durability: DurabilityMode,
+    /// PEM certificates to trust for `rediss://` instead of the system's roots
+    /// (`--cluster-ca`).
+    pub ca: Option<std::path::PathBuf>,
 }
 
 impl ClusterOptions {
@@ -86,7 +89,14 @@ impl ClusterOptions {
             url: url.into(),
             prefix: "tidings".into(),
             durability: DurabilityMode::Sync,
+            ca: None,
         }
+    }
+
+    /// Trusts the certificates of this PEM file for `rediss://`.
+    pub fn ca(mut self, path: Option<std::path::PathBuf>) -> Self {
+        self.ca = path;
+        self
     }
 
     /// Sets the key prefix.
@@ -252,7 +262,14 @@ impl Cluster {
             .await?;
             Log::Nats(nats)
         } else {
-            let broker = Broker::connect(&options.url, &options.prefix).await?;
+            let ca = match &options.ca {
+                Some(path) => Some(
+                    std::fs::read(path)
+                        .map_err(|e| format!("--cluster-ca {}: {e}", path.display()))?,
+                ),
+                None => None,
+            };
+            let broker = Broker::connect(&options.url, &options.prefix, ca).await?;
             broker.check_durability(options.durability).await?;
             Log::Redis(broker)
         };

@@ -233,16 +233,24 @@ fn config(response: Option<Duration>) -> AsyncConnectionConfig {
 }
 
 impl Broker {
-    /// Connects (the first connection must succeed: a node does not start blind).
-    pub async fn connect(url: &str, prefix: &str) -> Result<Arc<Self>, String> {
-        if url.starts_with("rediss://") {
-            return Err(
-                "rediss:// (TLS to Redis) is not built into this binary yet; reach \
-                        Redis over a TLS tunnel (stunnel, spiped) with redis://"
-                    .into(),
-            );
+    /// Connects (the first connection must succeed: a node does not start blind). `ca`: PEM
+    /// certificates to trust for `rediss://` instead of the system's roots.
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        ca: Option<Vec<u8>>,
+    ) -> Result<Arc<Self>, String> {
+        let client = match ca {
+            Some(pem) => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                },
+            ),
+            None => redis::Client::open(url),
         }
-        let client = redis::Client::open(url).map_err(|e| format!("--cluster {url:?}: {e}"))?;
+        .map_err(|e| format!("--cluster {url:?}: {e}"))?;
         let conn = client
             .get_multiplexed_async_connection_with_config(&config(Some(COMMAND_TIMEOUT)))
             .await

@@ -40,6 +40,8 @@ pub struct ServeConfig {
     pub cluster: Option<String>,
     /// The prefix of the cluster's keys (`--cluster-prefix`).
     pub cluster_prefix: String,
+    /// Roots to trust for `rediss://` (`--cluster-ca`).
+    pub cluster_ca: Option<PathBuf>,
     /// The engine's configuration.
     pub hub: HubConfig,
 }
@@ -58,6 +60,7 @@ impl Default for ServeConfig {
             tls_key: None,
             cluster: None,
             cluster_prefix: "tidings".into(),
+            cluster_ca: None,
             hub: HubConfig::default(),
         }
     }
@@ -126,7 +129,8 @@ impl ServeConfig {
             return HistoryChoice::Cluster(
                 crate::cluster::ClusterOptions::new(url.clone())
                     .prefix(self.cluster_prefix.clone())
-                    .durability(self.durability),
+                    .durability(self.durability)
+                    .ca(self.cluster_ca.clone()),
             );
         }
         if self.memory {
