@@ -317,12 +317,21 @@ async fn sighup_reloads_the_certificate_without_dropping_streams() {
     assert!(frame_text(&mut body).await.contains("connected"));
 
     let (new_cert, new_key) = certificate(dir.path(), "second");
-    std::fs::copy(&new_cert, &cert).unwrap();
-    std::fs::copy(&new_key, &key).unwrap();
+    // The client trusts both while the hub switches (it may still serve the old one).
+    let both = dir.path().join("both.pem");
+    let pem = [
+        std::fs::read(&cert).unwrap(),
+        std::fs::read(&new_cert).unwrap(),
+    ]
+    .concat();
+    std::fs::write(&both, pem).unwrap();
+    // Replaced whole (a rename), as a certificate tool does.
+    std::fs::rename(&new_cert, &cert).unwrap();
+    std::fs::rename(&new_key, &key).unwrap();
     hub.signal("HUP");
     let deadline = std::time::Instant::now() + WAIT;
     loop {
-        let (_, now) = tls_connect(&hub, &cert, b"h2").await;
+        let (_, now) = tls_connect(&hub, &both, b"h2").await;
         if now != before {
             break;
         }
