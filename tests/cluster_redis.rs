@@ -72,6 +72,11 @@ async fn a_stalled_or_cut_broker_link_is_survived() {
 }
 
 #[tokio::test]
+async fn tasks_span_the_nodes_also_one_started_later() {
+    suite::tasks_span_the_nodes_also_one_started_later::<Redis>().await;
+}
+
+#[tokio::test]
 async fn a_batch_larger_than_one_tail_read_is_answered_whole_and_in_order() {
     suite::a_batch_larger_than_one_tail_read_is_answered_whole_and_in_order::<Redis>().await;
 }

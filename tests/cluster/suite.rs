@@ -818,3 +818,53 @@ pub async fn a_batch_larger_than_one_tail_read_is_answered_whole_and_in_order<B:
         );
     }
 }
+
+pub async fn tasks_span_the_nodes_also_one_started_later<B: Broker>() {
+    let redis = B::start();
+    let hubs = nodes(&redis.url(), 2, &[]);
+    let mut watcher = open(&hubs[1], &["jobs/*"], None).await;
+    let created = hubs[0]
+        .send(
+            Req::post("/tasks")
+                .bearer(PUBLISH_KEY)
+                .json(&json!({"topic": "jobs/1"})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let id = created.json()["taskId"].as_str().unwrap().to_owned();
+    hubs[0]
+        .post_ok(&format!("/tasks/{id}"), &json!({"progress": 40}))
+        .await;
+    // Every node's subscribers get the progress, in order.
+    for want in [0, 40] {
+        let e = watcher.next_event(WAIT).await;
+        assert_eq!(e.event, "progress");
+        assert_eq!(data(&e)["progress"], want);
+    }
+    // A node started afterwards knows the task from the log, and serves its late joiners.
+    let late = node(&redis.url(), &[]);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = late
+            .send(Req::get(&format!("/tasks/{id}")).bearer(PUBLISH_KEY))
+            .await;
+        if r.status == 200 {
+            assert_eq!(r.json()["progress"], 40);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the late node never learned the task"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut joiner = open(&late, &["jobs/*"], None).await;
+    let e = joiner.next_event(WAIT).await;
+    assert_eq!((e.event.as_str(), e.id.as_str()), ("progress", ""));
+    assert_eq!(data(&e)["progress"], 40);
+    // An update through the late node reaches the first node's subscriber.
+    late.post_ok(&format!("/tasks/{id}"), &json!({"status": "completed"}))
+        .await;
+    let e = watcher.next_event(WAIT).await;
+    assert_eq!(data(&e)["status"], "completed");
+}

@@ -307,9 +307,11 @@ impl Cluster {
         }))
     }
 
-    /// The node's tail and heartbeat, for as long as the hub lives.
+    /// The node's tail and heartbeat, for as long as the hub lives; and a first look back
+    /// at the log for the tasks the cluster already has.
     pub fn start(self: &Arc<Self>, hub: Weak<Inner>) {
         tokio::spawn(tail(Arc::clone(self), hub.clone()));
+        tokio::spawn(learn_tasks(Arc::clone(self), hub.clone()));
         tokio::spawn(heartbeat(Arc::clone(self), hub));
     }
 
@@ -857,6 +859,25 @@ async fn tail_nats(cluster: Arc<Cluster>, nats: Arc<nats::NatsLog>, hub: Weak<In
             }
         }
         cluster.tail_up.store(false, Ordering::Release);
+    }
+}
+
+/// Learns the tasks of the cluster from the newest [`WINDOW_EVENTS`] entries of the log (a
+/// node that starts knows the tasks updated since; the table ignores a state older than the
+/// one the tail already applied).
+async fn learn_tasks(cluster: Arc<Cluster>, hub: Weak<Inner>) {
+    let Ok(entries) = cluster.log.recent(WINDOW_EVENTS).await else {
+        return;
+    };
+    let Some(inner) = hub.upgrade() else { return };
+    for raw in entries {
+        let Some(decoded) = raw.event.as_deref().and_then(entry::decode) else {
+            continue;
+        };
+        let event = decoded.event.stamp(raw.id, decoded.published_ms);
+        if crate::tasks::Tasks::is_task_event(&event) {
+            inner.tasks.observe(&event);
+        }
     }
 }
 

@@ -278,6 +278,8 @@ impl Tasks {
         let mut map = self.map.lock();
         let finished = data.status.is_finished().then_some(event.published_ms);
         match map.get_mut(&data.task_id) {
+            // A state older than the one kept (a node's look back at the log racing its tail).
+            Some(entry) if entry.id >= event.id => {}
             Some(entry) => {
                 entry.info.progress = data.progress;
                 entry.info.status = data.status;

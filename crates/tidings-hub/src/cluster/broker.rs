@@ -466,6 +466,21 @@ impl Broker {
         Ok(entries(reply).into_iter().next().map(|e| e.id))
     }
 
+    /// The newest `count` entries, newest first.
+    pub async fn recent(self: &Arc<Self>, count: usize) -> Result<Vec<RawEntry>, BrokerError> {
+        let mut conn = self.conn()?;
+        let reply: Value = redis::cmd("XREVRANGE")
+            .arg(&self.keys.log)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(entries(reply))
+    }
+
     /// `XINFO STREAM` of the log; `None` if it does not exist.
     pub async fn info(self: &Arc<Self>) -> Result<Option<LogInfo>, BrokerError> {
         let mut conn = self.conn()?;

@@ -124,6 +124,20 @@ impl Log {
         }
     }
 
+    /// The newest entries of the log (about `count`), oldest first: what a node that starts
+    /// reads to learn the tasks of the cluster.
+    pub async fn recent(&self, count: usize) -> Result<Vec<LogEntry>, BrokerError> {
+        match self {
+            Log::Redis(b) => {
+                let mut raw = b.recent(count).await?;
+                raw.reverse();
+                Ok(raw.into_iter().filter_map(LogEntry::from_redis).collect())
+            }
+            // One read per message: a shorter look back.
+            Log::Nats(n) => n.recent((count / 50).max(1) as u64).await,
+        }
+    }
+
     /// Every entry above this is still in the log.
     pub async fn floor(&self) -> Result<EventId, BrokerError> {
         match self {

@@ -336,6 +336,24 @@ impl NatsLog {
         Ok(out)
     }
 
+    /// The entries of the newest `messages` messages, oldest first.
+    pub async fn recent(&self, messages: u64) -> Result<Vec<LogEntry>, BrokerError> {
+        let mut stream = self.stream().await?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| down(format!("cannot read the cluster log's state: {e}")))?;
+        let (first, last) = (info.state.first_sequence, info.state.last_sequence);
+        let epoch = epoch_in(info.config.description.as_deref());
+        let mut out = Vec::new();
+        for seq in last.saturating_sub(messages).max(first).max(1)..=last {
+            if let Ok(m) = stream.direct_get(seq).await {
+                out.extend(entries_of(epoch, seq, &m.headers, &m.payload));
+            }
+        }
+        Ok(out)
+    }
+
     /// (the replay floor, the newest id, the epoch): what the stream says of itself.
     pub async fn state(&self) -> Result<(EventId, EventId, String), BrokerError> {
         let info = self
