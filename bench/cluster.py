@@ -17,6 +17,9 @@ Figures:
   recovery  Redis killed and restarted: time from Redis accepting connections to the first
             event delivered again through the same open stream on another node
   redis-cpu Redis CPU seconds per published event, with 1 and 3 nodes tailing
+  fanout    fan-out throughput at saturation (1,000 subscribers, publishing back to back):
+            a single node (--memory) against a cluster node whose subscribers get events
+            published on another node
   nats      acknowledged publishes/s through one nats-server -js (R1, file storage), 50
             concurrent publishers, single events and batches of 10
 """
@@ -262,6 +265,30 @@ def redis_cpu_figures():
         redis.stop()
 
 
+def fanout_figures():
+    redis = Redis()
+    a = Node(["--cluster", redis.url()])
+    b = Node(["--cluster", redis.url()])
+    single = Node(["--memory"])
+    for label, sub, pub, pids in [
+        ("single node (--memory)", single, single, [single]),
+        ("cluster, subscribers on another node", b, a, [a, b]),
+    ]:
+        args = ["fanout", "-n", "1000", "-k", "4000", "-c", "32",
+                "--subscribe-url", f"http://{sub.addr}/events?topic={{topic}}",
+                "--publish-url", f"http://{pub.addr}/publish"]
+        for n in pids:
+            args += ["--hub-pid", str(n.proc.pid)]
+        r = bench(*args)
+        lat = r.get("latency_us", {})
+        print(f"fan-out at saturation, {label}: {r.get('deliveries_per_s', 0):,.0f} deliveries/s, "
+              f"p50 {lat.get('p50', 0) / 1000:.1f} ms, p99 {lat.get('p99', 0) / 1000:.1f} ms, "
+              f"lost {r.get('lost', '?')}, duplicated {r.get('duplicated', '?')}")
+    for n in (a, b, single):
+        n.stop()
+    redis.stop()
+
+
 def nats_figures():
     for per in (1, 10):
         nats = NatsServer()
@@ -286,7 +313,7 @@ def nats_figures():
         nats.stop()
 
 
-FIGURES = {"nats": nats_figures, "publish": publish_figures, "latency": latency_figures,
+FIGURES = {"fanout": fanout_figures, "nats": nats_figures, "publish": publish_figures, "latency": latency_figures,
            "recovery": recovery_figure, "redis-cpu": redis_cpu_figures}
 
 if __name__ == "__main__":
