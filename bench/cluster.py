@@ -184,9 +184,12 @@ def latency_figures():
     a = Node(["--cluster", redis.url()])
     b = Node(["--cluster", redis.url()])
     single = Node(["--memory"])
+    data = tempfile.mkdtemp(prefix="tidings-bench-disk-")
+    disk = Node(["--data-dir", data])
     common = ["fanout", "-n", "1000", "-k", "2000", "--rate", "200"]
     for label, sub, pub, pids in [
         ("single node (--memory)", single, single, [single]),
+        ("single node (durable history, --durability sync)", disk, disk, [disk]),
         ("cluster, subscribers on the publishing node", a, a, [a, b]),
         ("cluster, subscribers on another node", b, a, [a, b]),
     ]:
@@ -199,8 +202,9 @@ def latency_figures():
         print(f"delivery, {label}: p50 {lat.get('p50', 0) / 1000:.2f} ms, p99 "
               f"{lat.get('p99', 0) / 1000:.2f} ms, {r.get('deliveries_per_s', 0):,.0f} deliveries/s, "
               f"lost {r.get('lost', '?')}, duplicated {r.get('duplicated', '?')}")
-    for n in (a, b, single):
+    for n in (a, b, single, disk):
         n.stop()
+    shutil.rmtree(data, ignore_errors=True)
     redis.stop()
 
 
