@@ -96,6 +96,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                 Some(store),
             )
         }
+        HistoryChoice::Cluster(options) => (Hub::clustered(config, options).await?, None),
         _ => (Hub::new(config)?, None),
     };
     let listener = tokio::net::TcpListener::bind(serve.listen).await?;
