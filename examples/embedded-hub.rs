@@ -79,6 +79,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         loader.value(Layer::Flags, name, value)?;
     }
     let serve = loader.finish()?;
+    if serve.tls_cert.is_some() || serve.tls_key.is_some() {
+        // This example serves the router with axum::serve, in cleartext; an application that
+        // wants the hub's own TLS calls tidings_hub::serve_with with a tidings_hub::tls::Tls.
+        return Err("--tls-cert/--tls-key: the embedded example serves cleartext only".into());
+    }
     let mut config = serve.hub.clone();
     if config.dev && config.jwt_secret.is_none() && config.jwt_public_key_pem.is_none() {
         // As `tidings serve --dev`: a secret for this run only.
