@@ -171,3 +171,30 @@ async fn rediss_speaks_tls_to_redis_trusting_the_given_ca() {
         (id.as_str(), "\"over rediss\"")
     );
 }
+
+#[test]
+fn a_bad_cluster_configuration_is_refused_at_start_with_a_clear_error() {
+    let unreachable = format!("redis://127.0.0.1:{}/0", support::free_port());
+    for (args, needle) in [
+        (vec!["--cluster", "http://127.0.0.1:1"], "redis://"),
+        (
+            vec!["--cluster", "redis://127.0.0.1:1/0", "--memory"],
+            "--memory and --cluster",
+        ),
+        (vec!["--cluster", &unreachable], "cannot reach Redis"),
+        (vec!["--cluster", "nats://127.0.0.1:1"], "cannot reach NATS"),
+        (
+            vec!["--cluster", &unreachable, "--cluster-prefix", "a prefix"],
+            "--cluster-prefix",
+        ),
+    ] {
+        let mut full = vec!["--listen", "127.0.0.1:0", "--dev"];
+        full.extend(args.iter().copied());
+        let out = serve_until_exit(&full, &[], WAIT);
+        assert!(
+            out.status.is_some_and(|s| !s.success()),
+            "{args:?}: {out:?}"
+        );
+        assert!(out.stderr.contains(needle), "{args:?}: {}", out.stderr);
+    }
+}

@@ -2,6 +2,7 @@
 
 mod support;
 
+use support::free_port;
 use support::http::Req;
 use support::hub::Hub;
 
@@ -13,11 +14,6 @@ fn sockets(pid: u32) -> usize {
         .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
         .filter(|target| target.to_string_lossy().starts_with("socket:"))
         .count()
-}
-
-fn free_port() -> u16 {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe");
-    probe.local_addr().expect("its address").port()
 }
 
 #[tokio::test]

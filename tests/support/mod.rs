@@ -51,6 +51,44 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// The static publish key that most tests start their hub with (`--publish-key`).
 pub const PUBLISH_KEY: &str = "test-publish-key-7c1e";
 
+/// A free loopback port (bound, read, released: the caller binds it next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// The server binary a test needs: the variable `env` if set, else `default` on `PATH`. Fails
+/// the test, naming the Debian package, when it cannot run: a missing service never passes.
+pub fn require_server(env: &str, default: &str, package: &str) -> String {
+    let bin = std::env::var(env).unwrap_or_else(|_| default.into());
+    let found = std::process::Command::new(&bin)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "this test needs a real `{default}` ({bin:?} cannot run): install the Debian package \
+         {package} (scripts/test installs it when missing)"
+    );
+    bin
+}
+
+/// Empties a server's data directory (a restart that lost everything).
+pub fn clear_dir(dir: &std::path::Path) {
+    for entry in std::fs::read_dir(dir).expect("the data directory") {
+        let path = entry.expect("an entry").path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path).expect("remove a data directory");
+        } else {
+            std::fs::remove_file(&path).expect("remove a data file");
+        }
+    }
+}
+
 /// A small deterministic random generator (xorshift64*), so the randomized tests print their
 /// seed and can be replayed exactly.
 #[derive(Debug, Clone)]

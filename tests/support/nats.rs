@@ -3,7 +3,7 @@
 //! killed with SIGKILL, restarted on the same port and store, or restarted with its store
 //! wiped.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,28 +16,9 @@ pub struct Nats {
     dir: tempfile::TempDir,
 }
 
-fn server_binary() -> String {
-    let bin = std::env::var("TIDINGS_NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
-    let found = Command::new(&bin)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "the cluster tests need a real `nats-server` ({bin:?} cannot run): install the Debian \
-         package nats-server (scripts/test installs it when missing)"
-    );
-    bin
-}
-
 impl Nats {
     pub fn start() -> Nats {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
+        let port = super::free_port();
         let mut nats = Nats {
             child: None,
             port,
@@ -48,15 +29,19 @@ impl Nats {
     }
 
     fn launch(&mut self) {
-        let child = Command::new(server_binary())
-            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string()])
-            .arg("-sd")
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server starts");
+        let child = Command::new(super::require_server(
+            "TIDINGS_NATS_SERVER",
+            "nats-server",
+            "nats-server",
+        ))
+        .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string()])
+        .arg("-sd")
+        .arg(self.dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server starts");
         self.child = Some(child);
         let deadline = Instant::now() + WAIT;
         while TcpStream::connect(self.addr()).is_err() {
@@ -87,10 +72,7 @@ impl Nats {
 
     pub fn restart_empty(&mut self) {
         self.kill9();
-        for entry in std::fs::read_dir(self.dir.path()).expect("the store directory") {
-            let path = entry.expect("an entry").path();
-            let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
-        }
+        super::clear_dir(self.dir.path());
         self.launch();
     }
 }

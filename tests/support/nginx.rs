@@ -24,13 +24,7 @@ pub fn documented_block(doc: &str, marker: &str) -> String {
     panic!("no ```nginx block with {marker:?} in docs/{doc}")
 }
 
-/// A free loopback port.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+pub use super::free_port;
 
 /// A running nginx; killed when dropped.
 pub struct Nginx {

@@ -4,12 +4,12 @@
 //! SIGKILL, restarted on the same port and directory (its AOF replayed), or restarted empty.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::hub::Hub;
-use super::WAIT;
+use super::{free_port, WAIT};
 
 /// A running `redis-server`; killed when dropped.
 pub struct Redis {
@@ -19,30 +19,6 @@ pub struct Redis {
     args: Vec<String>,
     /// Serves TLS only (`rediss://`) with this certificate and key.
     tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
-}
-
-/// The `redis-server` to run: `TIDINGS_REDIS_SERVER` or the one on `PATH`.
-fn server_binary() -> String {
-    let bin = std::env::var("TIDINGS_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-    let found = Command::new(&bin)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "the cluster tests need a real `redis-server` ({bin:?} cannot run): install the Debian \
-         package redis-server (scripts/test installs it when missing)"
-    );
-    bin
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 impl Redis {
@@ -82,7 +58,7 @@ impl Redis {
     }
 
     fn launch(&mut self) {
-        let bin = server_binary();
+        let bin = super::require_server("TIDINGS_REDIS_SERVER", "redis-server", "redis-server");
         let mut cmd = Command::new(bin);
         match &self.tls {
             None => cmd.args(["--port", &self.port.to_string()]),
@@ -177,14 +153,7 @@ impl Redis {
     /// Kills the server, deletes its data and starts it empty on the same port.
     pub fn restart_empty(&mut self) {
         self.kill9();
-        for entry in std::fs::read_dir(self.dir.path()).expect("the redis directory") {
-            let path = entry.expect("an entry").path();
-            if path.is_dir() {
-                std::fs::remove_dir_all(&path).expect("remove the AOF directory");
-            } else {
-                std::fs::remove_file(&path).expect("remove a redis file");
-            }
-        }
+        super::clear_dir(self.dir.path());
         self.launch();
     }
 

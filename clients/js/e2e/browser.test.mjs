@@ -5,30 +5,20 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
-import net from "node:net";
 import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { CHROMIUM, freePort, until } from "./support.mjs";
 import { build } from "esbuild";
 
 const BIN = process.env.TIDINGS_BIN;
-const CHROMIUM = "/usr/bin/chromium";
 const SECRET = "e2e-secret-0123456789abcdef";
 const KEY = "e2e-publish-key-0123456789";
 
 if (!BIN || !existsSync(BIN)) throw new Error(`set TIDINGS_BIN to the tidings binary (got ${BIN})`);
-if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium`);
-
-const freePort = () =>
-  new Promise((resolve) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
 
 let page, browser, pageServer, pageOrigin;
 /** Every hub started, killed at the end whatever happened. */
@@ -73,15 +63,6 @@ const token = (sub, extra = []) =>
   })
     .toString()
     .trim();
-
-async function until(check, what, ms = 15000) {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
 
 /** A React page using `tidings/react`, bundled with React for the browser. */
 async function reactApp() {

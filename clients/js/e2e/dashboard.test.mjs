@@ -6,18 +6,16 @@
 //   DASHBOARD_SCREENSHOT=docs/dashboard.png ...   also writes the screenshot the docs show.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import net from "node:net";
 import { spawn, execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 import { chromium } from "playwright-core";
+import { CHROMIUM, freePort, until } from "./support.mjs";
 
 const BIN = process.env.TIDINGS_BIN;
-const CHROMIUM = "/usr/bin/chromium";
 const SECRET = "dashboard-e2e-secret-0123456789";
 const KEY = "dashboard-e2e-publish-key-01234";
 if (!BIN || !existsSync(BIN)) throw new Error(`set TIDINGS_BIN to the tidings binary (got ${BIN})`);
-if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium`);
 
 const children = new Set();
 const aborts = [];
@@ -27,23 +25,6 @@ after(async () => {
   for (const c of children) c.kill("SIGKILL");
   await browser?.close();
 });
-
-const freePort = () =>
-  new Promise((resolve) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-
-async function until(check, what, ms = 15000) {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
 
 /** A stream held open from Node; resolves `ended` when the hub ends it. */
 function listen(hub, topic, user) {

@@ -5,18 +5,16 @@
 //   TIDINGS_BIN=target/debug/tidings node --test clients/js/e2e/   (scripts/test runs it)
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import net from "node:net";
 import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
+import { CHROMIUM, freePort, until } from "./support.mjs";
 
 const BIN = process.env.TIDINGS_BIN;
-const CHROMIUM = "/usr/bin/chromium";
 const KEY = "h2-e2e-publish-key-0123456789";
 if (!BIN || !existsSync(BIN)) throw new Error(`set TIDINGS_BIN to the tidings binary (got ${BIN})`);
-if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium`);
 
 const children = new Set();
 let browser;
@@ -24,23 +22,6 @@ after(async () => {
   for (const c of children) c.kill("SIGKILL");
   await browser?.close();
 });
-
-const freePort = () =>
-  new Promise((resolve) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-
-async function until(check, what, ms = 15000) {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
 
 test("ten tabs stream from one origin over HTTP/2", async () => {
   const dir = mkdtempSync(join(tmpdir(), "tidings-h2-"));

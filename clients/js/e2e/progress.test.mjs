@@ -6,19 +6,17 @@
 //   PROGRESS_BIN=target/debug/examples/progress node --test clients/js/e2e/   (scripts/test runs it)
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import net from "node:net";
 import { spawn } from "node:child_process";
 import { mkdtempSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
+import { CHROMIUM, freePort, until } from "./support.mjs";
 
 const BIN = process.env.PROGRESS_BIN;
-const CHROMIUM = "/usr/bin/chromium";
 if (!BIN || !existsSync(BIN)) {
   throw new Error(`set PROGRESS_BIN to the progress example (cargo build --example progress; got ${BIN})`);
 }
-if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium`);
 
 const children = new Set();
 let browser;
@@ -26,14 +24,6 @@ after(async () => {
   for (const c of children) c.kill("SIGKILL");
   await browser?.close();
 });
-
-const freePort = () =>
-  new Promise((resolve) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
 
 function start(port, dir) {
   const child = spawn(BIN, ["--listen", `127.0.0.1:${port}`, "--data-dir", dir], {
@@ -47,15 +37,6 @@ function start(port, dir) {
   });
 }
 
-async function until(check, what, ms = 20000) {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
-
 const progress = (page) => page.evaluate(() => Number(document.body.dataset.progress ?? -1));
 const status = (page) => page.evaluate(() => document.body.dataset.status ?? "");
 
@@ -66,15 +47,15 @@ test("a long job's progress survives a page reload and a backend restart", async
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
   const page = await browser.newPage();
   await page.goto(`http://127.0.0.1:${port}/`);
-  await until(() => page.evaluate(() => document.body.dataset.connection === "open"), "the stream to open");
+  await until(() => page.evaluate(() => document.body.dataset.connection === "open"), "the stream to open", 20000);
   await page.click("#start");
-  await until(async () => (await progress(page)) >= 15, "progress to move");
+  await until(async () => (await progress(page)) >= 15, "progress to move", 20000);
 
   // A reload mid-job: the current state comes at once, before any new update.
   const before = await progress(page);
   const task = await page.evaluate(() => document.body.dataset.task);
   await page.reload();
-  await until(async () => (await progress(page)) >= before, "the late-join snapshot after a reload");
+  await until(async () => (await progress(page)) >= before, "the late-join snapshot after a reload", 20000);
   assert.equal(await page.evaluate(() => document.body.dataset.task), task, "the same task");
   assert.equal(await status(page), "running");
 

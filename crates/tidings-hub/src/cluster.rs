@@ -874,9 +874,17 @@ async fn learn_tasks(cluster: Arc<Cluster>, hub: Weak<Inner>) {
         let Some(decoded) = raw.event.as_deref().and_then(entry::decode) else {
             continue;
         };
-        let event = decoded.event.stamp(raw.id, decoded.published_ms);
-        if crate::tasks::Tasks::is_task_event(&event) {
-            inner.tasks.observe(&event);
+        // Only task events are stamped (the rest of the look back is skipped as read).
+        let is_task = decoded
+            .event
+            .parts()
+            .topics
+            .last()
+            .is_some_and(|t| &**t == crate::tasks::TASK_TOPIC);
+        if is_task {
+            inner
+                .tasks
+                .observe(&decoded.event.stamp(raw.id, decoded.published_ms));
         }
     }
 }

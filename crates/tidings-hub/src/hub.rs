@@ -303,7 +303,7 @@ impl Hub {
             }
             self.inner
                 .webhooks
-                .notify(hook, serde_json::json!({ "events": targets }));
+                .notify(hook, || serde_json::json!({ "events": targets }));
         }
         Ok(out)
     }
@@ -448,10 +448,11 @@ impl Hub {
         let now = self.inner.tasks.get(task).unwrap_or(next);
         if now.status.is_finished() {
             // Sent by the node that took the update, so once per cluster.
-            self.inner.webhooks.notify(
-                crate::webhooks::WebhookEvent::TaskFinished,
-                serde_json::to_value(&now).unwrap_or_default(),
-            );
+            self.inner
+                .webhooks
+                .notify(crate::webhooks::WebhookEvent::TaskFinished, || {
+                    serde_json::to_value(&now).unwrap_or_default()
+                });
         }
         Ok(now)
     }
@@ -609,6 +610,9 @@ impl Inner {
         let newest = *fanned_out;
         let floor = self.history.bounds().floor;
         let mut replay = None;
+        // Where the subscriber's position is kept (no reset): the tasks snapshot skips what
+        // its replay brings.
+        let mut resumed_at = None;
         if let Some(given) = spec.last_event_id.as_deref().filter(|s| !s.is_empty()) {
             let reason = match EventId::parse(given) {
                 None => Some("unknown-id"),
@@ -618,6 +622,7 @@ impl Inner {
                     if id < newest {
                         replay = Some((id, newest));
                     }
+                    resumed_at = Some(id);
                     None
                 }
             };
@@ -636,18 +641,11 @@ impl Inner {
                 }
             }
         }
-        // The live tasks this subscriber may see, as of `newest`; a resume skips those its
-        // replay brings anyway.
-        let snapshot_after = match (&replay, spec.last_event_id.as_deref()) {
-            (_, Some(given)) if !given.is_empty() && !prelude_has_reset(&prelude) => {
-                EventId::parse(given)
-            }
-            _ => None,
-        };
+        // The live tasks this subscriber may see, as of `newest`.
         self.tasks.snapshot(
             &spec.patterns,
             spec.user.as_deref(),
-            snapshot_after,
+            resumed_at,
             &mut prelude,
         );
         let mut conn = Conn::new(
@@ -792,11 +790,6 @@ impl Inner {
             }
         }
     }
-}
-
-/// Whether the prelude so far ends with a `reset` (the subscriber's position was not kept).
-fn prelude_has_reset(prelude: &BytesMut) -> bool {
-    memchr::memmem::find(prelude, b"event: reset\n").is_some()
 }
 
 /// Heartbeats and token expiry for all streams, from one task, so an idle stream has no timer.

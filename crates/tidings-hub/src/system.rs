@@ -131,7 +131,7 @@ impl Inner {
         }
         self.webhooks.notify(
             crate::webhooks::WebhookEvent::Connect,
-            json!({"connection": conn_json(conn)}),
+            || json!({"connection": conn_json(conn)}),
         );
         if self.system.watching_sys() {
             let data = json!({"type": "connect", "connection": conn_json(conn)}).to_string();
@@ -151,7 +151,7 @@ impl Inner {
         }
         self.webhooks.notify(
             crate::webhooks::WebhookEvent::Disconnect,
-            json!({"connection": conn_json(conn)}),
+            || json!({"connection": conn_json(conn)}),
         );
         if self.system.watching_sys() {
             let data = json!({"type": "disconnect", "connection": conn_json(conn)}).to_string();

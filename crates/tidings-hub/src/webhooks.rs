@@ -118,10 +118,12 @@ impl Webhooks {
     }
 
     /// Queues a notification to every URL (dropped, and counted, where a queue is full).
-    pub fn notify(&self, event: WebhookEvent, data: serde_json::Value) {
+    /// `data` is only built when the kind is sent: this runs for every stream that opens.
+    pub fn notify(&self, event: WebhookEvent, data: impl FnOnce() -> serde_json::Value) {
         if !self.wants(event) {
             return;
         }
+        let data = data();
         let id = format!(
             "{:x}-{:x}",
             crate::history::unix_ms(),

@@ -453,17 +453,7 @@ impl Broker {
 
     /// The newest entry's stream id, if the log has any.
     pub async fn last_id(self: &Arc<Self>) -> Result<Option<String>, BrokerError> {
-        let mut conn = self.conn()?;
-        let reply: Value = redis::cmd("XREVRANGE")
-            .arg(&self.keys.log)
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.failed(e))?;
-        Ok(entries(reply).into_iter().next().map(|e| e.id))
+        Ok(self.recent(1).await?.into_iter().next().map(|e| e.id))
     }
 
     /// The newest `count` entries, newest first.
