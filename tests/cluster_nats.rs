@@ -80,3 +80,8 @@ async fn tasks_span_the_nodes_also_one_started_later() {
 async fn a_batch_larger_than_one_tail_read_is_answered_whole_and_in_order() {
     suite::a_batch_larger_than_one_tail_read_is_answered_whole_and_in_order::<Nats>().await;
 }
+
+#[tokio::test]
+async fn concurrent_publishes_each_keep_their_ids_batches_and_keys() {
+    suite::concurrent_publishes_each_keep_their_ids_batches_and_keys::<Nats>().await;
+}

@@ -198,3 +198,8 @@ fn a_bad_cluster_configuration_is_refused_at_start_with_a_clear_error() {
         assert!(out.stderr.contains(needle), "{args:?}: {}", out.stderr);
     }
 }
+
+#[tokio::test]
+async fn concurrent_publishes_each_keep_their_ids_batches_and_keys() {
+    suite::concurrent_publishes_each_keep_their_ids_batches_and_keys::<Redis>().await;
+}

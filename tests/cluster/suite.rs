@@ -868,3 +868,106 @@ pub async fn tasks_span_the_nodes_also_one_started_later<B: Broker>() {
     let e = watcher.next_event(WAIT).await;
     assert_eq!(data(&e)["status"], "completed");
 }
+
+/// `POST /publish` once with a raw body; the status and the parsed answer.
+async fn publish_raw(addr: std::net::SocketAddr, body: &Value, key: Option<&str>) -> (u16, Value) {
+    let mut req = Req::post("/publish").bearer(PUBLISH_KEY).json(body);
+    if let Some(key) = key {
+        req = req.header("Idempotency-Key", key);
+    }
+    let reply = tokio::time::timeout(WAIT, crate::support::http::try_send(addr, &req))
+        .await
+        .expect("answered in time")
+        .expect("answered");
+    let answer = serde_json::from_str(&reply.text()).unwrap_or(Value::Null);
+    (reply.status, answer)
+}
+
+/// Concurrent publishes share broker calls (group commit on Redis): each still gets its own
+/// ids, its batch stays whole and consecutive, its `Idempotency-Key` is its own (a retry on
+/// another node gets the first ids, a reuse with another body 422), and the log holds each
+/// once.
+pub async fn concurrent_publishes_each_keep_their_ids_batches_and_keys<B: Broker>() {
+    let redis = B::start();
+    let hubs = nodes(&redis.url(), 2, &[]);
+    let addrs: Vec<_> = hubs.iter().map(Hub::addr).collect();
+    let mut stream = open(&hubs[1], &["g"], None).await;
+    const KEYED: usize = 120;
+    const BATCHES: usize = 40;
+    let mut tasks = Vec::new();
+    for i in 0..KEYED + BATCHES {
+        let addr = addrs[0];
+        tasks.push(tokio::spawn(async move {
+            if i < KEYED {
+                let body = json!({"topic": "g", "data": {"k": i}});
+                let (status, answer) = publish_raw(addr, &body, Some(&format!("g-{i}"))).await;
+                assert_eq!(status, 200, "{answer}");
+                vec![answer["id"].as_str().expect("id").to_owned()]
+            } else {
+                let body: Vec<Value> = (0..3)
+                    .map(|n| json!({"topic": "g", "data": {"b": i, "n": n}}))
+                    .collect();
+                let (status, answer) = publish_raw(addr, &Value::Array(body), None).await;
+                assert_eq!(status, 200, "{answer}");
+                answer
+                    .as_array()
+                    .expect("a batch answer")
+                    .iter()
+                    .map(|a| a["id"].as_str().expect("id").to_owned())
+                    .collect()
+            }
+        }));
+    }
+    let mut answered = Vec::new();
+    for task in tasks {
+        answered.push(task.await.expect("publisher"));
+    }
+    let total = KEYED + 3 * BATCHES;
+    let all: HashSet<&String> = answered.iter().flatten().collect();
+    assert_eq!(all.len(), total, "every event has an id of its own");
+    let got = take(&mut stream, total).await;
+    assert_increasing(&got);
+    let position: std::collections::HashMap<&str, usize> = got
+        .iter()
+        .enumerate()
+        .map(|(n, e)| (e.id.as_str(), n))
+        .collect();
+    for ids in answered.iter().filter(|ids| ids.len() == 3) {
+        let at: Vec<usize> = ids.iter().map(|id| position[id.as_str()]).collect();
+        assert_eq!(
+            at,
+            vec![at[0], at[0] + 1, at[0] + 2],
+            "a batch is consecutive in the log"
+        );
+    }
+    // Retries on the other node, all at once: the first ids, nothing new; a key reused for
+    // another body is refused.
+    let mut retries = Vec::new();
+    for i in 0..KEYED {
+        let addr = addrs[1];
+        retries.push(tokio::spawn(async move {
+            let same = json!({"topic": "g", "data": {"k": i}});
+            let (status, answer) = publish_raw(addr, &same, Some(&format!("g-{i}"))).await;
+            assert_eq!(status, 200, "{answer}");
+            let other = json!({"topic": "g", "data": {"k": i, "changed": true}});
+            let (conflict, _) = publish_raw(addr, &other, Some(&format!("g-{i}"))).await;
+            assert_eq!(conflict, 422, "a key reused for another body");
+            answer["id"].as_str().expect("id").to_owned()
+        }));
+    }
+    for (i, retry) in retries.into_iter().enumerate() {
+        assert_eq!(
+            retry.await.expect("retry"),
+            answered[i][0],
+            "a retry with the same key gets the first id"
+        );
+    }
+    let marker = try_publish(addrs[0], &json!({"topic": "g", "data": "end"}), None)
+        .await
+        .expect("acknowledged");
+    let next = stream.next_event(WAIT).await;
+    assert_eq!(next.id, marker, "no event from the retries reached the log");
+    if let Some(len) = redis.log_len() {
+        assert_eq!(len, total as u64 + 1, "the log holds each publish once");
+    }
+}

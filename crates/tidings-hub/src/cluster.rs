@@ -26,6 +26,7 @@
 //! `docs/CLUSTER.md` gives the design, the guarantees with their tests, and the failure modes.
 
 mod broker;
+mod commit;
 pub(crate) mod entry;
 mod log;
 mod nats;
@@ -363,7 +364,7 @@ impl Cluster {
             .log
             .append(
                 &origin,
-                &encoded,
+                encoded,
                 self.max_len,
                 key.map(|k| (k.key.as_str(), k.fingerprint.as_str(), k.window_ms)),
             )

@@ -15,12 +15,15 @@
 //! rather than each waiting for a timeout.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use parking_lot::RwLock;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisError, Script, Value};
+use tokio::sync::mpsc;
+
+use super::commit;
 
 use crate::config::DurabilityMode;
 
@@ -31,27 +34,46 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long the tail's blocking read waits for new entries.
 pub(crate) const TAIL_BLOCK: Duration = Duration::from_millis(1000);
 
-/// A publish batch, written atomically: every event of the batch or none, consecutive in the
-/// log. With an idempotency key, a key already used answers with what it published.
+/// Publish batches, one or more (concurrent publishes share one call: see `Committer`). Each
+/// batch is written atomically and its events are consecutive in the log. With an
+/// idempotency key, a key already used answers with what it published.
+///
+/// KEYS: the log, then one idempotency key per batch ('' for none). ARGV: the stream's
+/// MAXLEN ('0': none), the number of batches, then per batch: its origin, the fingerprint,
+/// the key's window (ms), its event count and its events. Returns, per batch, 1 and the new
+/// ids joined by ',', or 0 and the key's record (`fingerprint|ids`).
 const PUBLISH: &str = r"
-if KEYS[2] ~= '' then
-  local prior = redis.call('GET', KEYS[2])
-  if prior then return {0, prior} end
-end
-local ids = {}
 local maxlen = ARGV[1]
-for i = 5, #ARGV do
-  if maxlen == '0' then
-    ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'o', ARGV[2], 'e', ARGV[i])
+local out = {}
+local a = 3
+for b = 1, tonumber(ARGV[2]) do
+  local key = KEYS[b + 1]
+  local origin, fingerprint, window, count = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+  a = a + 4
+  local prior = false
+  if key ~= '' then prior = redis.call('GET', key) end
+  if prior then
+    out[#out + 1] = 0
+    out[#out + 1] = prior
   else
-    ids[#ids + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'o', ARGV[2], 'e', ARGV[i])
+    local ids = {}
+    for i = a, a + count - 1 do
+      if maxlen == '0' then
+        ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'o', origin, 'e', ARGV[i])
+      else
+        ids[#ids + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'o', origin, 'e', ARGV[i])
+      end
+    end
+    local joined = table.concat(ids, ',')
+    if key ~= '' then
+      redis.call('SET', key, fingerprint .. '|' .. joined, 'PX', window)
+    end
+    out[#out + 1] = 1
+    out[#out + 1] = joined
   end
+  a = a + count
 end
-local joined = table.concat(ids, ',')
-if KEYS[2] ~= '' then
-  redis.call('SET', KEYS[2], ARGV[3] .. '|' .. joined, 'PX', ARGV[4])
-end
-return {1, joined}
+return out
 ";
 
 /// The log lost data: the first node to notice writes one gap marker and a new epoch; the
@@ -127,7 +149,7 @@ pub(crate) struct BrokerError {
 }
 
 impl BrokerError {
-    fn other(message: impl Into<String>) -> Self {
+    pub(super) fn other(message: impl Into<String>) -> Self {
         Self {
             down: false,
             message: message.into(),
@@ -220,6 +242,8 @@ pub(crate) struct Broker {
     up: AtomicBool,
     reconnecting: AtomicBool,
     publish: Script,
+    /// The group-commit task's queue, started by the first publish.
+    commits: OnceLock<mpsc::UnboundedSender<commit::Request>>,
     mark_gap: Script,
     acquire: Script,
     release: Script,
@@ -262,6 +286,7 @@ impl Broker {
             up: AtomicBool::new(true),
             reconnecting: AtomicBool::new(false),
             publish: Script::new(PUBLISH),
+            commits: OnceLock::new(),
             mark_gap: Script::new(MARK_GAP),
             acquire: Script::new(ACQUIRE),
             release: Script::new(RELEASE),
@@ -275,7 +300,7 @@ impl Broker {
     }
 
     /// A connection for a command, or an error at once while Redis is known to be down.
-    fn conn(&self) -> Result<MultiplexedConnection, BrokerError> {
+    pub(super) fn conn(&self) -> Result<MultiplexedConnection, BrokerError> {
         if !self.is_up() {
             return Err(BrokerError {
                 down: true,
@@ -289,7 +314,7 @@ impl Broker {
     }
 
     /// Classifies a failed command, marking the node down (and reconnecting) on an outage.
-    fn failed(self: &Arc<Self>, err: RedisError) -> BrokerError {
+    pub(super) fn failed(self: &Arc<Self>, err: RedisError) -> BrokerError {
         let down = is_outage(&err);
         if down {
             self.mark_down();
@@ -386,49 +411,42 @@ impl Broker {
         }
     }
 
-    /// Appends a batch (atomically); with `idem`, once per key within its window.
+    /// Appends a batch (atomically); with `idem`, once per key within its window. Concurrent
+    /// appends share one call (`commit`).
     pub async fn append(
         self: &Arc<Self>,
         origin: &str,
-        events: &[Vec<u8>],
+        events: Vec<Vec<u8>>,
         max_len: usize,
         idem: Option<(&str, &str, u64)>,
     ) -> Result<Appended, BrokerError> {
-        let mut conn = self.conn()?;
-        let mut call = self.publish.prepare_invoke();
-        call.key(&self.keys.log);
-        match idem {
-            Some((key, fingerprint, window_ms)) => {
-                call.key(self.keys.idem(key))
-                    .arg(max_len)
-                    .arg(origin)
-                    .arg(fingerprint)
-                    .arg(window_ms);
-            }
-            None => {
-                call.key("").arg(max_len).arg(origin).arg("").arg(0);
-            }
-        }
-        for e in events {
-            call.arg(e.as_slice());
-        }
-        let reply: Value = call
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.failed(e))?;
-        let Value::Array(parts) = reply else {
-            return Err(BrokerError::other("unexpected reply to a publish"));
+        // Fail in microseconds while Redis is known to be down.
+        self.conn()?;
+        let commits = self
+            .commits
+            .get_or_init(|| commit::start(Arc::downgrade(self), max_len));
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let request = commit::Request {
+            origin: origin.to_owned(),
+            events,
+            idem: idem.map(|(key, fingerprint, window_ms)| commit::Idem {
+                key: self.keys.idem(key),
+                fingerprint: fingerprint.to_owned(),
+                window_ms,
+            }),
+            reply,
         };
-        let fresh = matches!(parts.first(), Some(Value::Int(1)));
-        let text = parts.get(1).and_then(text).unwrap_or_default();
-        if fresh {
-            return Ok(Appended::Fresh(split_ids(&text)));
+        if commits.send(request).is_err() {
+            return Err(BrokerError::other("the node is shutting down"));
         }
-        let (fingerprint, ids) = text.split_once('|').unwrap_or(("", ""));
-        Ok(Appended::Prior {
-            fingerprint: fingerprint.to_owned(),
-            ids: split_ids(ids),
-        })
+        answer
+            .await
+            .unwrap_or_else(|_| Err(BrokerError::other("the node is shutting down")))
+    }
+
+    /// The publish script (`commit` invokes it).
+    pub(super) fn publish_script(&self) -> &Script {
+        &self.publish
     }
 
     /// Entries with `after < id <= upto`, at most `count`.
@@ -642,7 +660,7 @@ impl Broker {
     }
 }
 
-fn split_ids(text: &str) -> Vec<String> {
+pub(super) fn split_ids(text: &str) -> Vec<String> {
     text.split(',')
         .filter(|s| !s.is_empty())
         .map(str::to_owned)

@@ -71,7 +71,7 @@ impl Log {
     pub async fn append(
         &self,
         origin: &str,
-        events: &[Vec<u8>],
+        events: Vec<Vec<u8>>,
         max_len: usize,
         idem: Option<(&str, &str, u64)>,
     ) -> Result<Appended, BrokerError> {
@@ -97,7 +97,8 @@ impl Log {
                         ),
                     });
                 }
-                n.append(origin, events, idem.map(|(k, f, _)| (k, f))).await
+                n.append(origin, &events, idem.map(|(k, f, _)| (k, f)))
+                    .await
             }
         }
     }
