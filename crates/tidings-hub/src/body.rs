@@ -10,14 +10,9 @@ use serde_json::value::RawValue;
 use crate::error::ApiError;
 use crate::publish::{Payload, Publish};
 
-/// Reads a request body of at most `limit` bytes within `timeout`, after checking its content
-/// type.
-pub(crate) async fn read_json_body(
-    headers: &HeaderMap,
-    body: Body,
-    limit: usize,
-    timeout: std::time::Duration,
-) -> Result<bytes::Bytes, ApiError> {
+/// What a JSON request must show before its body is read: `Content-Type: application/json`
+/// and no declared length over `limit`.
+pub(crate) fn check_json_request(headers: &HeaderMap, limit: usize) -> Result<(), ApiError> {
     // Required, not only checked when present: a cross-site "simple" request (a form, or
     // fetch without a content type) must never reach a publish handler.
     let essence = headers
@@ -32,34 +27,52 @@ pub(crate) async fn read_json_body(
             "send the body as JSON with Content-Type: application/json",
         ));
     }
-    let too_large = || {
-        ApiError::too_large(format!(
-            "request body over {limit} bytes (--max-body-bytes)"
-        ))
-    };
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
     {
         if len > limit as u64 {
-            return Err(too_large());
+            return Err(too_large(limit));
         }
     }
+    Ok(())
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::too_large(format!(
+        "request body over {limit} bytes (--max-body-bytes)"
+    ))
+}
+
+/// The answer to a body that did not arrive within `timeout`.
+pub(crate) fn body_timeout(timeout: std::time::Duration) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        "body_timeout",
+        format!(
+            "the request body did not arrive within {} ms (--body-timeout)",
+            timeout.as_millis()
+        ),
+    )
+}
+
+/// Reads a request body of at most `limit` bytes within `timeout`, after checking its content
+/// type.
+pub(crate) async fn read_json_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<bytes::Bytes, ApiError> {
+    check_json_request(headers, limit)?;
     let collect = http_body_util::Limited::new(body, limit).collect();
     let Ok(collected) = tokio::time::timeout(timeout, collect).await else {
-        return Err(ApiError::new(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            "body_timeout",
-            format!(
-                "the request body did not arrive within {} ms (--body-timeout)",
-                timeout.as_millis()
-            ),
-        ));
+        return Err(body_timeout(timeout));
     };
     match collected {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(too_large(limit)),
         Err(err) => Err(ApiError::bad_request(
             "invalid_request",
             format!("could not read the body: {err}"),

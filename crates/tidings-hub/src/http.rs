@@ -84,16 +84,20 @@ pub(crate) async fn authorized_body(
     req: Request,
 ) -> Result<(Principal, bytes::Bytes), ApiError> {
     let principal = publisher(hub, req.headers(), req.uri())?;
+    Ok((principal, request_body(hub, req).await?))
+}
+
+/// A request's JSON body, read within `--max-body-bytes` and `--body-timeout`.
+async fn request_body(hub: &Hub, req: Request) -> Result<bytes::Bytes, ApiError> {
     let (parts, body) = req.into_parts();
     let config = hub.config();
-    let bytes = read_json_body(
+    read_json_body(
         &parts.headers,
         body,
         config.max_body_bytes,
         config.body_timeout,
     )
-    .await?;
-    Ok((principal, bytes))
+    .await
 }
 
 /// The request's `Idempotency-Key`, checked.
@@ -119,7 +123,7 @@ fn key_scope(p: &Principal) -> String {
 
 /// A publish's JSON answer, and whether it repeats an earlier one.
 struct Answer {
-    json: serde_json::Value,
+    json: Bytes,
     replayed: bool,
 }
 
@@ -127,7 +131,7 @@ struct Answer {
 /// answers (`/publish`, `/notify`, `/broadcast` differ).
 fn answer_of(
     outcome: Outcome,
-    shape: impl FnOnce(Vec<Published>) -> serde_json::Value,
+    shape: impl FnOnce(Vec<Published>) -> Bytes,
 ) -> Result<Answer, ApiError> {
     match outcome {
         Outcome::Fresh(out) => Ok(Answer {
@@ -151,6 +155,31 @@ fn key_reused() -> ApiError {
     )
 }
 
+/// The JSON answer of a publish endpoint, and whether it repeats an earlier one (then sent
+/// with `Idempotent-Replayed: true`).
+pub(crate) struct Reply {
+    pub json: Bytes,
+    pub replayed: bool,
+}
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        let mut res = (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            self.json,
+        )
+            .into_response();
+        if self.replayed {
+            res.headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        }
+        res
+    }
+}
+
 /// Runs `publish` once per `Idempotency-Key`: a retry inside the window gets the first
 /// answer (marked `Idempotent-Replayed: true`) and publishes nothing. On a cluster node the
 /// key is also recorded in the shared log with the events (one atomic step), so a retry on
@@ -162,30 +191,17 @@ async fn at_most_once<F, Fut>(
     endpoint: &str,
     body: &[u8],
     publish: F,
-) -> Result<Response, ApiError>
+) -> Result<Reply, ApiError>
 where
     F: FnOnce(Option<LoggedKey>) -> Fut,
     Fut: std::future::Future<Output = Result<Answer, ApiError>>,
 {
-    let respond = |json: Bytes, replayed: bool| {
-        let mut res = (
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            json,
-        )
-            .into_response();
-        if replayed {
-            res.headers_mut()
-                .insert("idempotent-replayed", HeaderValue::from_static("true"));
-        }
-        res
-    };
-    let encode = |value: &serde_json::Value| Bytes::from(value.to_string());
     let Some(key) = key else {
         let answer = publish(None).await?;
-        return Ok(respond(encode(&answer.json), answer.replayed));
+        return Ok(Reply {
+            json: answer.json,
+            replayed: answer.replayed,
+        });
     };
     let scope = key_scope(principal);
     let logged = hub.inner.cluster.as_ref().map(|_| {
@@ -201,42 +217,77 @@ where
     match hub.inner.idempotency.claim(&scope, &key, fingerprint).await {
         Claim::Replay(json) => {
             hub.inner.metrics.idempotent_replays.inc();
-            Ok(respond(json, true))
+            Ok(Reply {
+                json,
+                replayed: true,
+            })
         }
         Claim::Conflict => Err(key_reused()),
         Claim::First(attempt) => {
             let answer = publish(logged).await?;
-            let json = encode(&answer.json);
+            let json = answer.json;
             if answer.replayed {
                 hub.inner.metrics.idempotent_replays.inc();
             }
             attempt.succeeded(json.clone());
-            Ok(respond(json, answer.replayed))
+            Ok(Reply {
+                json,
+                replayed: answer.replayed,
+            })
         }
     }
 }
 
-async fn publish(State(hub): State<Hub>, req: Request) -> Result<Response, ApiError> {
-    let key = idempotency_key(req.headers())?;
-    let (principal, bytes) = authorized_body(&hub, req).await?;
-    let (events, batch) = parse_publish(&bytes)?;
+/// What `POST /publish` needs before its body: a valid `Idempotency-Key` (if any) and a
+/// caller allowed to publish. Checked by the router and the native path alike, in this order.
+pub(crate) fn publish_caller(
+    hub: &Hub,
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+) -> Result<(Option<String>, Principal), ApiError> {
+    let key = idempotency_key(headers)?;
+    Ok((key, publisher(hub, headers, uri)?))
+}
+
+/// `POST /publish` once its body is read: parse, check every target, publish (once per key).
+pub(crate) async fn publish_body(
+    hub: &Hub,
+    principal: &Principal,
+    key: Option<String>,
+    bytes: &Bytes,
+) -> Result<Reply, ApiError> {
+    let (events, batch) = parse_publish(bytes)?;
     for e in &events {
-        check_targets(&principal, e)?;
+        check_targets(principal, e)?;
     }
-    at_most_once(&hub, &principal, key, "/publish", &bytes, |logged| {
-        let hub = &hub;
-        async move {
+    at_most_once(
+        hub,
+        principal,
+        key,
+        "/publish",
+        bytes,
+        |logged| async move {
             let outcome = hub.publish_keyed(events, logged.as_ref()).await?;
             answer_of(outcome, |published| {
-                if batch {
-                    serde_json::json!(published)
+                // Written straight from the structs: no `serde_json::Value` in between.
+                let json = if batch {
+                    serde_json::to_vec(&published)
                 } else {
-                    serde_json::json!(published.into_iter().next())
-                }
+                    serde_json::to_vec(&published.into_iter().next())
+                };
+                Bytes::from(json.unwrap_or_default())
             })
-        }
-    })
+        },
+    )
     .await
+}
+
+async fn publish(State(hub): State<Hub>, req: Request) -> Result<Response, ApiError> {
+    let (key, principal) = publish_caller(&hub, req.headers(), req.uri())?;
+    let bytes = request_body(&hub, req).await?;
+    Ok(publish_body(&hub, &principal, key, &bytes)
+        .await?
+        .into_response())
 }
 
 /// Connections of `user` on the other nodes, as of their last heartbeat (0 on a single node).
@@ -271,14 +322,18 @@ async fn notify(
             let elsewhere = elsewhere_for_user(hub, user);
             answer_of(outcome, |published| {
                 let p = published.into_iter().next();
-                serde_json::json!({
-                    "id": p.as_ref().map(|p| p.id.clone()),
-                    "sent": p.map_or(0, |p| p.delivered) + elsewhere,
-                })
+                Bytes::from(
+                    serde_json::json!({
+                        "id": p.as_ref().map(|p| p.id.clone()),
+                        "sent": p.map_or(0, |p| p.delivered) + elsewhere,
+                    })
+                    .to_string(),
+                )
             })
         }
     })
     .await
+    .map(IntoResponse::into_response)
 }
 
 async fn broadcast(State(hub): State<Hub>, req: Request) -> Result<Response, ApiError> {
@@ -294,15 +349,19 @@ async fn broadcast(State(hub): State<Hub>, req: Request) -> Result<Response, Api
             let elsewhere = elsewhere_total(hub);
             answer_of(outcome, |published| {
                 let p = published.into_iter().next();
-                serde_json::json!({
-                    "id": p.as_ref().map(|p| p.id.clone()),
-                    "sent": p.map_or(0, |p| p.delivered) + elsewhere,
-                    "total": local + elsewhere,
-                })
+                Bytes::from(
+                    serde_json::json!({
+                        "id": p.as_ref().map(|p| p.id.clone()),
+                        "sent": p.map_or(0, |p| p.delivered) + elsewhere,
+                        "total": local + elsewhere,
+                    })
+                    .to_string(),
+                )
             })
         }
     })
     .await
+    .map(IntoResponse::into_response)
 }
 
 async fn clients(State(hub): State<Hub>, req: Request) -> Result<Response, ApiError> {

@@ -61,6 +61,8 @@ pub(crate) struct Inner {
     /// The registry's size, watched (see `shutdown`).
     open_streams: OpenStreams,
     draining: AtomicBool,
+    /// Told when draining starts (idle keep-alive connections then close).
+    drain_started: tokio::sync::Notify,
     next_key: AtomicU64,
     heartbeat_frame: Bytes,
     /// Durable batches waiting to be fanned out (see `fanout`).
@@ -215,6 +217,7 @@ impl Hub {
             registry: RwLock::new(Registry::default()),
             open_streams: OpenStreams::new(),
             draining: AtomicBool::new(false),
+            drain_started: tokio::sync::Notify::new(),
             next_key: AtomicU64::new(1),
             heartbeat_frame: Bytes::from_static(b": heartbeat\n\n"),
             fanout: fanout::FanoutQueue::new(tokio::runtime::Handle::current()),
@@ -510,6 +513,7 @@ impl Hub {
     /// and every stream is told to come back after a jittered `retry:` and then closed.
     pub fn drain(&self) {
         self.inner.draining.store(true, Ordering::SeqCst);
+        self.inner.drain_started.notify_waiters();
         let base = u64::try_from(self.inner.config.retry.as_millis())
             .unwrap_or(u64::MAX)
             .max(100);
@@ -524,6 +528,16 @@ impl Hub {
     /// Whether [`Hub::drain`] was called.
     pub fn is_draining(&self) -> bool {
         self.inner.draining.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once [`Hub::drain`] is called (at once if it was).
+    pub(crate) async fn draining_started(&self) {
+        // Created before the check: `notify_waiters` reaches it even before its first poll.
+        let notified = self.inner.drain_started.notified();
+        if self.is_draining() {
+            return;
+        }
+        notified.await;
     }
 
     /// Resolves once no stream is open: after [`Hub::drain`], when every stream has been told

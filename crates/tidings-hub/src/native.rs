@@ -1,15 +1,17 @@
-//! The native stream path: `GET /events` served straight on the socket.
+//! The native paths: `GET /events` and `POST /publish` served straight on the socket.
 //!
-//! [`crate::serve`] reads each new connection's first request head itself (httparse). A
-//! `GET /events` is answered here: the response head and the stream's prelude go out in one
+//! [`crate::serve`] reads each new connection's request heads itself (httparse). A
+//! `POST /publish` with a plain body is answered by `publish`, and the connection stays for
+//! the next request. A `GET /events` is answered here: the response head and the stream's prelude go out in one
 //! write, and from then on the connection is a small task, a `Subscription` and a socket. No
 //! HTTP buffers stay allocated while the stream idles, and every wake-up writes all pending
 //! frames with one write (`send` for one frame, `writev` for several). The body is delimited
 //! by the connection's end (`Connection: close`), so frames go to the socket exactly as
-//! encoded, with no chunk framing. Every other request (and every later request on a
-//! keep-alive connection) is handed to hyper with the bytes already read.
+//! encoded, with no chunk framing. Any other request is handed to hyper with the bytes already
+//! read, and hyper serves the rest of that connection.
 
 mod head;
+mod publish;
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -47,8 +49,10 @@ pub(crate) enum FirstRequest {
     Http(Rewind, HttpConn),
 }
 
-/// Reads the first request head and serves it if it is `GET /events` (the connection then
-/// leaves the non-stream set `slot` belongs to).
+/// Reads request heads and serves what is native: a `GET /events` (the connection then
+/// leaves the non-stream set `slot` belongs to and becomes the stream), and `POST /publish`,
+/// request after request while the client keeps the connection. The first request of any
+/// other kind goes to hyper with the rest of the connection.
 pub(crate) async fn first_request(
     hub: &Hub,
     mut stream: TcpStream,
@@ -56,7 +60,9 @@ pub(crate) async fn first_request(
     slot: HttpConn,
 ) -> FirstRequest {
     let mut buf = BytesMut::with_capacity(1024);
-    let deadline = tokio::time::Instant::now() + hub.config().header_timeout;
+    // The head must arrive within --header-timeout of its first byte (of the connection, for
+    // the first request); between requests a connection may idle (until it is evicted).
+    let mut deadline = Some(tokio::time::Instant::now() + hub.config().header_timeout);
     loop {
         match parse_head(&buf) {
             Head::Events { uri, headers } => {
@@ -64,6 +70,30 @@ pub(crate) async fn first_request(
                 drop(slot);
                 serve_stream(hub, stream, peer, &uri, &headers).await;
                 return FirstRequest::Done;
+            }
+            Head::Publish {
+                uri,
+                headers,
+                head_len,
+                length,
+                close,
+            } => {
+                let busy = slot.busy_handle().request();
+                let req = publish::Request {
+                    uri,
+                    headers,
+                    head_len,
+                    length,
+                    close,
+                };
+                let after = publish::serve(hub, &mut stream, &mut buf, req).await;
+                drop(busy);
+                if let publish::After::Close = after {
+                    let _ = stream.shutdown().await;
+                    return FirstRequest::Done;
+                }
+                deadline = None;
+                continue;
             }
             Head::Other => return FirstRequest::Http(Rewind::new(buf.freeze(), stream), slot),
             Head::Partial if buf.len() >= MAX_HEAD => {
@@ -77,17 +107,34 @@ pub(crate) async fn first_request(
             }
             Head::Partial => {}
         }
+        let idle = buf.is_empty() && deadline.is_none();
         use tokio::io::AsyncReadExt as _;
         let read = tokio::select! {
-            read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)) => read,
+            read = read_until(deadline, stream.read_buf(&mut buf)) => read,
             // Closed to make room for a newcomer (see `http_conns`).
             () = slot.evicted() => return FirstRequest::Done,
+            // An idle keep-alive connection ends with the hub.
+            () = hub.draining_started(), if idle => return FirstRequest::Done,
         };
         match read {
-            Ok(Ok(n)) if n > 0 => {}
+            Some(Ok(n)) if n > 0 => {}
             // Closed, failed, or too slow to send its head (slow loris): drop it.
             _ => return FirstRequest::Done,
         }
+        if deadline.is_none() {
+            deadline = Some(tokio::time::Instant::now() + hub.config().header_timeout);
+        }
+    }
+}
+
+/// `read`, given until `deadline` if there is one; `None` once it passed.
+async fn read_until<F: std::future::Future>(
+    deadline: Option<tokio::time::Instant>,
+    read: F,
+) -> Option<F::Output> {
+    match deadline {
+        Some(at) => tokio::time::timeout_at(at, read).await.ok(),
+        None => Some(read.await),
     }
 }
 

@@ -7,7 +7,7 @@ use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Uri};
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -18,11 +18,25 @@ const MAX_HEADERS: usize = 64;
 /// The head parser, for the fuzz target (whether it took the native path).
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn parse_head_for_fuzzing(buf: &[u8]) -> bool {
-    matches!(parse_head(buf), Head::Events { .. })
+    matches!(parse_head(buf), Head::Events { .. } | Head::Publish { .. })
 }
 
 pub(crate) enum Head {
-    Events { uri: Uri, headers: HeaderMap },
+    Events {
+        uri: Uri,
+        headers: HeaderMap,
+    },
+    /// `POST /publish` over HTTP/1.1 with a `Content-Length` body (no chunked body, no
+    /// `Expect`: hyper answers those).
+    Publish {
+        uri: Uri,
+        headers: HeaderMap,
+        /// Bytes of the head; the body follows.
+        head_len: usize,
+        length: usize,
+        /// The client asked to close after this request (`Connection: close`).
+        close: bool,
+    },
     Other,
     Partial,
 }
@@ -30,18 +44,21 @@ pub(crate) enum Head {
 pub(crate) fn parse_head(buf: &[u8]) -> Head {
     let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut raw);
-    match req.parse(buf) {
-        Ok(httparse::Status::Complete(_)) => {}
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Head::Partial,
         // Let hyper give its own answer to what httparse refuses (too many headers, garbage).
         Err(_) => return Head::Other,
-    }
-    let (Some("GET"), Some(path)) = (req.method, req.path) else {
+    };
+    let (Some(method), Some(path)) = (req.method, req.path) else {
         return Head::Other;
     };
-    if path.split('?').next() != Some("/events") {
-        return Head::Other;
-    }
+    let route = path.split('?').next();
+    let publish = match (method, route) {
+        ("GET", Some("/events")) => false,
+        ("POST", Some("/publish")) if req.version == Some(1) => true,
+        _ => return Head::Other,
+    };
     let Ok(uri) = path.parse::<Uri>() else {
         return Head::Other;
     };
@@ -51,7 +68,8 @@ pub(crate) fn parse_head(buf: &[u8]) -> Head {
         .iter()
         .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
         .map(|h| h.value);
-    if let Some(first) = lengths.next() {
+    let length = lengths.next();
+    if let Some(first) = length {
         if lengths.any(|other| other != first) {
             return Head::Other;
         }
@@ -66,7 +84,33 @@ pub(crate) fn parse_head(buf: &[u8]) -> Head {
         };
         headers.append(name, value);
     }
-    Head::Events { uri, headers }
+    if !publish {
+        return Head::Events { uri, headers };
+    }
+    // Only the plain case is native: a body of a stated length, read at once.
+    if headers.contains_key(header::TRANSFER_ENCODING) || headers.contains_key(header::EXPECT) {
+        return Head::Other;
+    }
+    let Some(length) = length
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|v| v.parse::<usize>().ok())
+    else {
+        return Head::Other;
+    };
+    let close = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("close"));
+    Head::Publish {
+        uri,
+        headers,
+        head_len,
+        length,
+        close,
+    }
 }
 
 /// A socket whose first bytes were already read: they are replayed to hyper first.
@@ -141,6 +185,13 @@ mod tests {
             &b"POST /events HTTP/1.1\r\n\r\n"[..],
             b"GET /eventsx HTTP/1.1\r\n\r\n",
             b"GET /publish HTTP/1.1\r\n\r\n",
+            b"POST /publish HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}",
+            b"POST /publish HTTP/1.1\r\n\r\n",
+            b"POST /publish HTTP/1.1\r\nContent-Length: +2\r\n\r\n{}",
+            b"POST /publish HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+            b"POST /publish HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n",
+            b"POST /publish HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+            b"POST /publishx HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
             b"\x16\x03\x01 garbage\r\n\r\n",
         ] {
             assert!(matches!(parse_head(other), Head::Other), "{other:?}");
@@ -149,5 +200,31 @@ mod tests {
             parse_head(b"GET /events HTTP/1.1\r\nHo"),
             Head::Partial
         ));
+    }
+
+    #[test]
+    fn a_plain_post_publish_is_native_with_its_body_length() {
+        let head = b"POST /publish?x=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\nConnection: keep-alive, Close\r\n\r\n";
+        let mut buf = head.to_vec();
+        buf.extend_from_slice(b"{\"topic\":\"a\"}");
+        match parse_head(&buf) {
+            Head::Publish {
+                uri,
+                head_len,
+                length,
+                close,
+                ..
+            } => {
+                assert_eq!(uri.query(), Some("x=1"));
+                assert_eq!(head_len, head.len());
+                assert_eq!(length, 12);
+                assert!(close);
+            }
+            _ => panic!("POST /publish with a length must be native"),
+        }
+        match parse_head(b"POST /publish HTTP/1.1\r\nContent-Length: 0\r\n\r\n") {
+            Head::Publish { length, close, .. } => assert!(length == 0 && !close),
+            _ => panic!("an empty body is still native (and refused as JSON later)"),
+        }
     }
 }
