@@ -45,7 +45,8 @@
 //! - `sse_body`: the hyper sink (the embedded [`router`]).
 //! - `native`: the socket sink of [`serve`]: `GET /events` straight on the socket, no HTTP
 //!   buffers at rest, one write per wake-up (`send`, or `writev` for several frames), on a
-//!   writer runtime of its own.
+//!   writer runtime of its own; and plain `POST /publish` requests answered on the socket,
+//!   request after request on a keep-alive connection (`native/publish.rs`).
 //!
 //! Serving:
 //! - `http`, `body`, `error`: routes, request bodies, the JSON error shape.
