@@ -243,7 +243,7 @@ pub(crate) struct Broker {
     reconnecting: AtomicBool,
     publish: Script,
     /// The group-commit task's queue, started by the first publish.
-    commits: OnceLock<mpsc::UnboundedSender<commit::Request>>,
+    commits: OnceLock<mpsc::UnboundedSender<commit::Request<Appended>>>,
     mark_gap: Script,
     acquire: Script,
     release: Script,
@@ -300,7 +300,7 @@ impl Broker {
     }
 
     /// A connection for a command, or an error at once while Redis is known to be down.
-    pub(super) fn conn(&self) -> Result<MultiplexedConnection, BrokerError> {
+    fn conn(&self) -> Result<MultiplexedConnection, BrokerError> {
         if !self.is_up() {
             return Err(BrokerError {
                 down: true,
@@ -314,7 +314,7 @@ impl Broker {
     }
 
     /// Classifies a failed command, marking the node down (and reconnecting) on an outage.
-    pub(super) fn failed(self: &Arc<Self>, err: RedisError) -> BrokerError {
+    fn failed(self: &Arc<Self>, err: RedisError) -> BrokerError {
         let down = is_outage(&err);
         if down {
             self.mark_down();
@@ -422,9 +422,12 @@ impl Broker {
     ) -> Result<Appended, BrokerError> {
         // Fail in microseconds while Redis is known to be down.
         self.conn()?;
-        let commits = self
-            .commits
-            .get_or_init(|| commit::start(Arc::downgrade(self), max_len));
+        let commits = self.commits.get_or_init(|| {
+            commit::start(Publisher {
+                broker: Arc::downgrade(self),
+                max_len,
+            })
+        });
         let (reply, answer) = tokio::sync::oneshot::channel();
         let request = commit::Request {
             origin: origin.to_owned(),
@@ -442,11 +445,6 @@ impl Broker {
         answer
             .await
             .unwrap_or_else(|_| Err(BrokerError::other("the node is shutting down")))
-    }
-
-    /// The publish script (`commit` invokes it).
-    pub(super) fn publish_script(&self) -> &Script {
-        &self.publish
     }
 
     /// Entries with `after < id <= upto`, at most `count`.
@@ -660,7 +658,72 @@ impl Broker {
     }
 }
 
-pub(super) fn split_ids(text: &str) -> Vec<String> {
+/// Redis as a group-commit sink: the group is one call of the publish script.
+struct Publisher {
+    broker: std::sync::Weak<Broker>,
+    /// The stream's `MAXLEN` (one per node).
+    max_len: usize,
+}
+
+impl commit::Sink for Publisher {
+    type Appended = Appended;
+    const MAX_EVENTS: usize = 1024;
+    const MAX_BYTES: usize = 1 << 20;
+
+    async fn append_group(
+        &self,
+        group: &[commit::Request<Appended>],
+    ) -> Result<Vec<Appended>, BrokerError> {
+        let Some(broker) = self.broker.upgrade() else {
+            return Err(BrokerError::other("the node is shutting down"));
+        };
+        let mut conn = broker.conn()?;
+        let mut call = broker.publish.prepare_invoke();
+        call.key(&broker.keys.log);
+        call.arg(self.max_len).arg(group.len());
+        for request in group {
+            match &request.idem {
+                Some(idem) => {
+                    call.key(idem.key.as_str())
+                        .arg(request.origin.as_str())
+                        .arg(idem.fingerprint.as_str())
+                        .arg(idem.window_ms);
+                }
+                None => {
+                    call.key("").arg(request.origin.as_str()).arg("").arg(0);
+                }
+            }
+            call.arg(request.events.len());
+            for e in &request.events {
+                call.arg(e.as_slice());
+            }
+        }
+        let reply: Value = call
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| broker.failed(e))?;
+        let Value::Array(parts) = reply else {
+            return Err(BrokerError::other("unexpected reply to a publish"));
+        };
+        Ok(parts
+            .chunks(2)
+            .map(|pair| {
+                let fresh = matches!(pair.first(), Some(Value::Int(1)));
+                let text = pair.get(1).and_then(text).unwrap_or_default();
+                if fresh {
+                    return Appended::Fresh(split_ids(&text));
+                }
+                let (fingerprint, ids) = text.split_once('|').unwrap_or(("", ""));
+                Appended::Prior {
+                    fingerprint: fingerprint.to_owned(),
+                    ids: split_ids(ids),
+                }
+            })
+            .collect())
+    }
+}
+
+fn split_ids(text: &str) -> Vec<String> {
     text.split(',')
         .filter(|s| !s.is_empty())
         .map(str::to_owned)

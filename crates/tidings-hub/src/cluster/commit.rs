@@ -1,84 +1,114 @@
-//! Group commit for publishes to Redis: concurrent publishes share one script call.
+//! Group commit for publishes to the broker: concurrent publishes share one call (one Redis
+//! script call, or one NATS message).
 //!
-//! One call per publish made Redis parse, dispatch and answer a script for every event (most
-//! of its ~30 µs per event) and gave the node one loopback round trip per publish. Here every
-//! publish goes to one task that keeps at most [`IN_FLIGHT`] calls outstanding: while they
-//! are out, new publishes queue, and the next call takes everything queued (up to
-//! [`MAX_EVENTS`] events or [`MAX_BYTES`]). At low rates a publish still goes out at once,
-//! alone; under load the calls grow and their per-call cost is shared. Each publish keeps its
-//! own origin, idempotency key and atomicity (the script writes one batch after another), so
-//! the log, the tail and the answers are the same as with one call each.
+//! One call per publish made the broker parse, dispatch and answer a call for every event
+//! (Redis: most of its ~30 µs per event; NATS: ~40 µs) and gave the node one loopback round
+//! trip per publish. Here every publish goes to one task that keeps at most [`IN_FLIGHT`]
+//! calls outstanding: while they are out, new publishes queue, and the next call takes
+//! everything queued (within the sink's limits). At low rates a publish still goes out at
+//! once, alone; under load the calls grow and their per-call cost is shared. Each publish keeps
+//! its own origin, idempotency key and atomicity (its events stay together and consecutive),
+//! so the log, the tail and the answers are the same as with one call each.
 
-use std::sync::{Arc, Weak};
+use std::future::Future;
+use std::sync::Arc;
 
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
-use redis::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::broker::{split_ids, text, Appended, Broker, BrokerError};
+use super::broker::BrokerError;
 
-/// Calls outstanding at once: two keep Redis busy (one is read while the other is answered)
-/// without splitting a burst into many small calls.
+/// Calls outstanding at once: two keep the broker busy (one is read while the other is
+/// answered) without splitting a burst into many small calls.
 const IN_FLIGHT: usize = 2;
-/// At most this many events in one call...
-const MAX_EVENTS: usize = 1024;
-/// ...and about this many bytes of events.
-const MAX_BYTES: usize = 1 << 20;
 
-/// An `Idempotency-Key` as the script takes it.
+/// An `Idempotency-Key` as the broker takes it.
 pub(crate) struct Idem {
-    /// The Redis key of its record.
+    /// The broker's key of its record.
     pub key: String,
     pub fingerprint: String,
     pub window_ms: u64,
 }
 
-/// One publish waiting for its call.
-pub(crate) struct Request {
+/// One publish waiting for its call; `A` is what the broker answers for it.
+pub(crate) struct Request<A> {
     pub origin: String,
     pub events: Vec<Vec<u8>>,
     pub idem: Option<Idem>,
-    pub reply: oneshot::Sender<Result<Appended, BrokerError>>,
+    pub reply: oneshot::Sender<Result<A, BrokerError>>,
 }
 
-impl Request {
+impl<A> Request<A> {
     fn bytes(&self) -> usize {
         self.events.iter().map(Vec::len).sum::<usize>() + self.origin.len()
     }
 }
 
+/// A broker that can write several publishes in one call.
+pub(crate) trait Sink: Send + Sync + 'static {
+    type Appended: Send + 'static;
+    /// Most events in one call (a single publish larger than this goes alone).
+    const MAX_EVENTS: usize;
+    /// About the most bytes of events in one call.
+    const MAX_BYTES: usize;
+    /// Writes the group in one call; one outcome per request, in order.
+    fn append_group(
+        &self,
+        group: &[Request<Self::Appended>],
+    ) -> impl Future<Output = Result<Vec<Self::Appended>, BrokerError>> + Send;
+}
+
 /// Starts the committing task; publishes go into the returned sender. It ends when the
-/// broker is dropped and the sender with it.
-pub(crate) fn start(broker: Weak<Broker>, max_len: usize) -> mpsc::UnboundedSender<Request> {
+/// sender is dropped (with the broker that holds it).
+pub(crate) fn start<S: Sink>(sink: S) -> mpsc::UnboundedSender<Request<S::Appended>> {
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(run(broker, max_len, rx));
+    tokio::spawn(run(Arc::new(sink), rx));
     tx
 }
 
-async fn run(broker: Weak<Broker>, max_len: usize, mut rx: mpsc::UnboundedReceiver<Request>) {
+async fn run<S: Sink>(sink: Arc<S>, mut rx: mpsc::UnboundedReceiver<Request<S::Appended>>) {
     let mut in_flight = FuturesUnordered::new();
+    // A publish that did not fit in the previous call: the first of the next.
+    let mut carry: Option<Request<S::Appended>> = None;
     loop {
         tokio::select! {
             biased;
             Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
-            first = rx.recv(), if in_flight.len() < IN_FLIGHT => {
+            first = next(&mut carry, &mut rx), if in_flight.len() < IN_FLIGHT => {
                 let Some(first) = first else { break };
-                let group = gather(first, &mut rx);
-                let Some(broker) = broker.upgrade() else { break };
-                in_flight.push(commit(broker, group, max_len));
+                let group = gather::<S>(first, &mut rx, &mut carry);
+                in_flight.push(commit(Arc::clone(&sink), group));
             }
         }
     }
     while in_flight.next().await.is_some() {}
 }
 
-/// `first` and whatever else is queued, within the limits of one call.
-fn gather(first: Request, rx: &mut mpsc::UnboundedReceiver<Request>) -> Vec<Request> {
+async fn next<A>(
+    carry: &mut Option<Request<A>>,
+    rx: &mut mpsc::UnboundedReceiver<Request<A>>,
+) -> Option<Request<A>> {
+    match carry.take() {
+        Some(request) => Some(request),
+        None => rx.recv().await,
+    }
+}
+
+/// `first` and whatever else is queued, within the sink's limits.
+fn gather<S: Sink>(
+    first: Request<S::Appended>,
+    rx: &mut mpsc::UnboundedReceiver<Request<S::Appended>>,
+    carry: &mut Option<Request<S::Appended>>,
+) -> Vec<Request<S::Appended>> {
     let mut events = first.events.len();
     let mut bytes = first.bytes();
     let mut group = vec![first];
-    while events < MAX_EVENTS && bytes < MAX_BYTES {
+    while events < S::MAX_EVENTS && bytes < S::MAX_BYTES {
         let Ok(next) = rx.try_recv() else { break };
+        if events + next.events.len() > S::MAX_EVENTS || bytes + next.bytes() > S::MAX_BYTES {
+            *carry = Some(next);
+            break;
+        }
         events += next.events.len();
         bytes += next.bytes();
         group.push(next);
@@ -86,11 +116,18 @@ fn gather(first: Request, rx: &mut mpsc::UnboundedReceiver<Request>) -> Vec<Requ
     group
 }
 
-async fn commit(broker: Arc<Broker>, group: Vec<Request>, max_len: usize) {
-    match call(&broker, &group, max_len).await {
-        Ok(outcomes) => {
+async fn commit<S: Sink>(sink: Arc<S>, group: Vec<Request<S::Appended>>) {
+    match sink.append_group(&group).await {
+        Ok(outcomes) if outcomes.len() == group.len() => {
             for (request, outcome) in group.into_iter().zip(outcomes) {
                 let _ = request.reply.send(Ok(outcome));
+            }
+        }
+        Ok(_) => {
+            for request in group {
+                let _ = request
+                    .reply
+                    .send(Err(BrokerError::other("unexpected reply to a publish")));
             }
         }
         Err(err) => {
@@ -99,58 +136,4 @@ async fn commit(broker: Arc<Broker>, group: Vec<Request>, max_len: usize) {
             }
         }
     }
-}
-
-/// One script call for the group; one outcome per request, in order.
-async fn call(
-    broker: &Arc<Broker>,
-    group: &[Request],
-    max_len: usize,
-) -> Result<Vec<Appended>, BrokerError> {
-    let mut conn = broker.conn()?;
-    let mut call = broker.publish_script().prepare_invoke();
-    call.key(&broker.keys.log);
-    call.arg(max_len).arg(group.len());
-    for request in group {
-        match &request.idem {
-            Some(idem) => {
-                call.key(idem.key.as_str())
-                    .arg(request.origin.as_str())
-                    .arg(idem.fingerprint.as_str())
-                    .arg(idem.window_ms);
-            }
-            None => {
-                call.key("").arg(request.origin.as_str()).arg("").arg(0);
-            }
-        }
-        call.arg(request.events.len());
-        for e in &request.events {
-            call.arg(e.as_slice());
-        }
-    }
-    let reply: Value = call
-        .invoke_async(&mut conn)
-        .await
-        .map_err(|e| broker.failed(e))?;
-    let Value::Array(parts) = reply else {
-        return Err(BrokerError::other("unexpected reply to a publish"));
-    };
-    if parts.len() != group.len() * 2 {
-        return Err(BrokerError::other("unexpected reply to a publish"));
-    }
-    Ok(parts
-        .chunks(2)
-        .map(|pair| {
-            let fresh = matches!(pair[0], Value::Int(1));
-            let text = text(&pair[1]).unwrap_or_default();
-            if fresh {
-                return Appended::Fresh(split_ids(&text));
-            }
-            let (fingerprint, ids) = text.split_once('|').unwrap_or(("", ""));
-            Appended::Prior {
-                fingerprint: fingerprint.to_owned(),
-                ids: split_ids(ids),
-            }
-        })
-        .collect())
 }

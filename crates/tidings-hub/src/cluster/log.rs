@@ -97,8 +97,7 @@ impl Log {
                         ),
                     });
                 }
-                n.append(origin, &events, idem.map(|(k, f, _)| (k, f)))
-                    .await
+                n.append(origin, events, idem.map(|(k, f, _)| (k, f))).await
             }
         }
     }

@@ -1,10 +1,12 @@
 //! The NATS JetStream side of cluster mode (`--cluster nats://…`).
 //!
 //! - The log is one stream, `P` (the prefix, `-`/`.` folded to `_`), on one subject `P.log`,
-//!   file storage. A publish batch is **one message** (so it is atomic and consecutive): its
+//!   file storage. A publish batch is **in one message** (so it is atomic and consecutive): its
 //!   payload is the batch's entries (see `entry`), each prefixed with its length; the header
-//!   `Tidings-Origin` names the node and batch. Event ids are `sequence << 12 | index in the
-//!   batch`, so a batch holds at most [`MAX_BATCH`] events.
+//!   `Tidings-Origin` names the node and batch. Concurrent publishes without an
+//!   `Idempotency-Key` share a message (group commit, `commit`): then `Tidings-Origins` lists
+//!   each publish's origin and event count, in order. Event ids are `sequence << 12 | index in
+//!   the message`, so a message holds at most [`MAX_BATCH`] events.
 //! - `Idempotency-Key`: the message id (`Nats-Msg-Id`) is the key's digest, and the stream's
 //!   duplicate window is `--idempotency-window`: a retry within it is answered by the server
 //!   with the first message's sequence, whose `Tidings-Fingerprint` header tells a retry from
@@ -28,7 +30,11 @@ use async_nats::jetstream::{self, consumer, stream};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 
+use tokio::sync::mpsc;
+
 use super::broker::BrokerError;
+use super::commit;
+use super::log::Appended;
 use super::LogEntry;
 use crate::config::DurabilityMode;
 use crate::event::EventId;
@@ -86,6 +92,56 @@ pub(crate) struct NatsLog {
     configs: Vec<stream::Config>,
     /// The log's epoch (see [`EPOCH_PREFIX`]) as last seen.
     epoch: std::sync::atomic::AtomicU64,
+    /// The group-commit task's queue, started by the first publish without a key.
+    commits: std::sync::OnceLock<mpsc::UnboundedSender<commit::Request<Appended>>>,
+}
+
+/// NATS as a group-commit sink: the group is one message, `Tidings-Origins` telling whose
+/// events are where.
+struct Publisher {
+    log: std::sync::Weak<NatsLog>,
+}
+
+impl commit::Sink for Publisher {
+    type Appended = Appended;
+    const MAX_EVENTS: usize = MAX_BATCH;
+    // Well under the server's default max_payload (1 MiB).
+    const MAX_BYTES: usize = 512 << 10;
+
+    async fn append_group(
+        &self,
+        group: &[commit::Request<Appended>],
+    ) -> Result<Vec<Appended>, BrokerError> {
+        let Some(log) = self.log.upgrade() else {
+            return Err(down("the node is shutting down"));
+        };
+        if let [only] = group {
+            return log
+                .append_alone(&only.origin, &only.events, None)
+                .await
+                .map(|a| vec![a]);
+        }
+        let origins: Vec<(&str, usize)> = group
+            .iter()
+            .map(|r| (r.origin.as_str(), r.events.len()))
+            .collect();
+        let events = group
+            .iter()
+            .flat_map(|r| r.events.iter().map(Vec::as_slice));
+        let (sequence, _) = log.publish_message(&origins, events, None).await?;
+        let epoch = log.epoch();
+        let mut at = 0;
+        Ok(group
+            .iter()
+            .map(|r| {
+                let ids = (at..at + r.events.len())
+                    .map(|i| event_id(epoch, sequence, i))
+                    .collect();
+                at += r.events.len();
+                Appended::Fresh(ids)
+            })
+            .collect())
+    }
 }
 
 impl NatsLog {
@@ -179,6 +235,7 @@ impl NatsLog {
             name,
             configs,
             epoch: std::sync::atomic::AtomicU64::new(epoch),
+            commits: std::sync::OnceLock::new(),
         }))
     }
 
@@ -248,12 +305,47 @@ impl NatsLog {
     }
 
     /// Appends a batch as one message; with `idem`, once per key within the duplicate window.
+    /// Concurrent publishes without a key share messages (`commit`); a keyed one goes alone,
+    /// since the server deduplicates whole messages by their `Nats-Msg-Id`.
     pub async fn append(
-        &self,
+        self: &Arc<Self>,
         origin: &str,
-        events: &[Vec<u8>],
+        events: Vec<Vec<u8>>,
         idem: Option<(&str, &str)>,
     ) -> Result<super::log::Appended, BrokerError> {
+        self.check_up()?;
+        if idem.is_some() {
+            return self.append_alone(origin, &events, idem).await;
+        }
+        let commits = self.commits.get_or_init(|| {
+            commit::start(Publisher {
+                log: Arc::downgrade(self),
+            })
+        });
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let request = commit::Request {
+            origin: origin.to_owned(),
+            events,
+            idem: None,
+            reply,
+        };
+        if commits.send(request).is_err() {
+            return Err(down("the node is shutting down"));
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(down("the node is shutting down")))
+    }
+
+    /// Publishes one message: `events` with their `origins` (each origin's count of events,
+    /// in order), and with `idem` a message id. Returns the message's sequence and whether the
+    /// server took it as a duplicate.
+    async fn publish_message(
+        &self,
+        origins: &[(&str, usize)],
+        events: impl Iterator<Item = &[u8]>,
+        idem: Option<(&str, &str)>,
+    ) -> Result<(u64, bool), BrokerError> {
         self.check_up()?;
         let mut payload = BytesMut::new();
         for e in events {
@@ -261,7 +353,16 @@ impl NatsLog {
             payload.extend_from_slice(e);
         }
         let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Tidings-Origin", origin);
+        match origins {
+            [(origin, _)] => headers.insert("Tidings-Origin", *origin),
+            several => {
+                let list: Vec<String> = several
+                    .iter()
+                    .map(|(origin, count)| format!("{origin}={count}"))
+                    .collect();
+                headers.insert("Tidings-Origins", list.join(",").as_str());
+            }
+        }
         if let Some((key, fingerprint)) = idem {
             headers.insert("Nats-Msg-Id", key);
             headers.insert("Tidings-Fingerprint", fingerprint);
@@ -275,17 +376,34 @@ impl NatsLog {
             .await
             .map_err(|_| down("the cluster broker (NATS) did not acknowledge in time"))?
             .map_err(|e| down(format!("the cluster broker (NATS) failed: {e}")))?;
-        if !ack.duplicate {
+        Ok((ack.sequence, ack.duplicate))
+    }
+
+    /// One publish in a message of its own.
+    async fn append_alone(
+        &self,
+        origin: &str,
+        events: &[Vec<u8>],
+        idem: Option<(&str, &str)>,
+    ) -> Result<super::log::Appended, BrokerError> {
+        let (sequence, duplicate) = self
+            .publish_message(
+                &[(origin, events.len())],
+                events.iter().map(Vec::as_slice),
+                idem,
+            )
+            .await?;
+        if !duplicate {
             return Ok(super::log::Appended::Fresh(
                 (0..events.len())
-                    .map(|i| event_id(self.epoch(), ack.sequence, i))
+                    .map(|i| event_id(self.epoch(), sequence, i))
                     .collect(),
             ));
         }
         let first = self
             .stream()
             .await?
-            .direct_get(ack.sequence)
+            .direct_get(sequence)
             .await
             .map_err(|e| down(format!("cannot read the first publish of this key: {e}")))?;
         let fingerprint = first
@@ -297,7 +415,7 @@ impl NatsLog {
         Ok(super::log::Appended::Prior {
             fingerprint,
             ids: (0..count)
-                .map(|i| event_id(self.epoch(), ack.sequence, i))
+                .map(|i| event_id(self.epoch(), sequence, i))
                 .collect(),
         })
     }
@@ -584,19 +702,40 @@ pub(crate) fn entries_of(
             gap: true,
         }];
     }
-    let origin = headers
-        .get("Tidings-Origin")
-        .map(|v| v.as_str().as_bytes().to_vec());
-    split(payload)
+    let events = split(payload);
+    let origins = origins_of(headers, events.len());
+    events
         .into_iter()
+        .zip(origins)
         .enumerate()
-        .map(|(i, e)| LogEntry {
+        .map(|(i, (e, origin))| LogEntry {
             id: event_id(epoch, seq, i),
-            origin: origin.clone(),
+            origin,
             event: Some(e.to_vec()),
             gap: false,
         })
         .collect()
+}
+
+/// The origin of each of a message's `count` events: one `Tidings-Origin` for all, or the
+/// `Tidings-Origins` list (`origin=count,...`) of a message that carries several publishes.
+fn origins_of(headers: &async_nats::HeaderMap, count: usize) -> Vec<Option<Vec<u8>>> {
+    if let Some(list) = headers.get("Tidings-Origins") {
+        let mut out = Vec::with_capacity(count);
+        for part in list.as_str().split(',') {
+            let Some((origin, n)) = part.rsplit_once('=') else {
+                continue;
+            };
+            let n: usize = n.parse().unwrap_or(0);
+            out.extend(std::iter::repeat_n(Some(origin.as_bytes().to_vec()), n));
+        }
+        out.resize(count, None);
+        return out;
+    }
+    let origin = headers
+        .get("Tidings-Origin")
+        .map(|v| v.as_str().as_bytes().to_vec());
+    vec![origin; count]
 }
 
 #[cfg(test)]
@@ -620,5 +759,22 @@ mod tests {
         }
         assert_eq!(split(&payload), vec![&b"ab"[..], b"", b"xyz"]);
         assert!(split(&payload[..5]).is_empty(), "a cut entry is not read");
+    }
+
+    #[test]
+    fn a_message_of_several_publishes_gives_each_event_its_publish() {
+        let mut shared = async_nats::HeaderMap::new();
+        shared.insert("Tidings-Origins", "n1:4=2,n2:9=1");
+        let got = origins_of(&shared, 3);
+        let want: Vec<Option<Vec<u8>>> = ["n1:4", "n1:4", "n2:9"]
+            .iter()
+            .map(|o| Some(o.as_bytes().to_vec()))
+            .collect();
+        assert_eq!(got, want);
+        let mut single = async_nats::HeaderMap::new();
+        single.insert("Tidings-Origin", "n1:5");
+        assert_eq!(origins_of(&single, 2), vec![Some(b"n1:5".to_vec()); 2]);
+        // A list shorter than the payload leaves the rest without an origin.
+        assert_eq!(origins_of(&shared, 4)[3], None);
     }
 }
