@@ -1,5 +1,7 @@
 //! The cluster suite (`tests/cluster/suite.rs`) on Redis.
 
+#[path = "cluster/faults.rs"]
+mod faults;
 #[path = "cluster/suite.rs"]
 mod suite;
 mod support;
@@ -28,27 +30,27 @@ async fn reconnects_to_random_nodes_while_publishing_at_full_rate_lose_nothing()
 
 #[tokio::test]
 async fn a_node_killed_mid_stream_loses_no_acknowledged_event() {
-    suite::a_node_killed_mid_stream_loses_no_acknowledged_event::<Redis>().await;
+    faults::a_node_killed_mid_stream_loses_no_acknowledged_event::<Redis>().await;
 }
 
 #[tokio::test]
 async fn redis_killed_mid_publish_loses_nothing_acknowledged_and_retries_do_not_duplicate() {
-    suite::redis_killed_mid_publish_loses_nothing_acknowledged_and_retries_do_not_duplicate::<Redis>().await;
+    faults::redis_killed_mid_publish_loses_nothing_acknowledged_and_retries_do_not_duplicate::<Redis>().await;
 }
 
 #[tokio::test]
 async fn redis_restarted_empty_sends_one_reset_then_new_events() {
-    suite::redis_restarted_empty_sends_one_reset_then_new_events::<Redis>().await;
+    faults::redis_restarted_empty_sends_one_reset_then_new_events::<Redis>().await;
 }
 
 #[tokio::test]
 async fn a_broker_outage_refuses_publishes_fast_keeps_streams_and_recovers() {
-    suite::a_broker_outage_refuses_publishes_fast_keeps_streams_and_recovers::<Redis>().await;
+    faults::a_broker_outage_refuses_publishes_fast_keeps_streams_and_recovers::<Redis>().await;
 }
 
 #[tokio::test]
 async fn a_node_paused_for_30s_catches_up_in_order() {
-    suite::a_node_paused_for_30s_catches_up_in_order::<Redis>().await;
+    faults::a_node_paused_for_30s_catches_up_in_order::<Redis>().await;
 }
 
 #[tokio::test]
@@ -68,7 +70,7 @@ async fn a_draining_node_sends_its_clients_to_the_others_without_loss() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_or_cut_broker_link_is_survived() {
-    suite::a_stalled_or_cut_broker_link_is_survived::<Redis>().await;
+    faults::a_stalled_or_cut_broker_link_is_survived::<Redis>().await;
 }
 
 #[tokio::test]

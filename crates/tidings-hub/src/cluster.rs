@@ -28,8 +28,20 @@
 mod broker;
 mod commit;
 pub(crate) mod entry;
+mod heartbeat;
 mod log;
 mod nats;
+mod options;
+mod reply;
+mod scripts;
+mod store;
+mod tail;
+
+pub(crate) use self::entry::LoggedKey;
+use self::heartbeat::heartbeat;
+pub use self::options::ClusterOptions;
+pub(crate) use self::store::ClusterStore;
+use self::tail::{learn_tasks, tail};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -38,15 +50,11 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use parking_lot::{Mutex, RwLock};
-use sha2::{Digest, Sha256};
 
 use self::broker::{Broker, RawEntry};
 use self::log::{Appended, Log};
-use crate::config::DurabilityMode;
 use crate::event::{EventId, StoredEvent};
-use crate::history::{
-    unix_ms, Bounds, HistoryStore, MemoryStore, OnDurable, ReplayFilter, StoreError,
-};
+use crate::history::{unix_ms, HistoryStore, MemoryStore, ReplayFilter, StoreError};
 use crate::hub::Inner;
 use crate::publish::{Prepared, PublishError, Published};
 
@@ -67,51 +75,6 @@ pub(crate) const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
 const CLOCK_SKEW_MS: u64 = 5_000;
 /// Entries per read when a replay reads the log itself.
 const RANGE_PAGE: usize = 512;
-
-/// Where the shared log is (`--cluster`, `--cluster-prefix`) and how durable Redis must be.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ClusterOptions {
-    /// `redis://[user:password@]host:port[/db]`.
-    pub url: String,
-    /// Prefix of every key the hub uses.
-    pub prefix: String,
-    /// `sync` needs `appendfsync always`; `interval` accepts `everysec`.
-    pub durability: DurabilityMode,
-    /// PEM certificates to trust for `rediss://` instead of the system's roots
-    /// (`--cluster-ca`).
-    pub ca: Option<std::path::PathBuf>,
-}
-
-impl ClusterOptions {
-    /// Options for the log at `url` under the default prefix `tidings`, `--durability sync`.
-    pub fn new(url: impl Into<String>) -> Self {
-        Self {
-            url: url.into(),
-            prefix: "tidings".into(),
-            durability: DurabilityMode::Sync,
-            ca: None,
-        }
-    }
-
-    /// Trusts the certificates of this PEM file for `rediss://`.
-    pub fn ca(mut self, path: Option<std::path::PathBuf>) -> Self {
-        self.ca = path;
-        self
-    }
-
-    /// Sets the key prefix.
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// Sets the durability Redis must provide.
-    pub fn durability(mut self, durability: DurabilityMode) -> Self {
-        self.durability = durability;
-        self
-    }
-}
 
 type Reply = tokio::sync::oneshot::Sender<Result<Vec<Published>, PublishError>>;
 
@@ -135,36 +98,6 @@ pub(crate) enum Outcome {
     Replayed(Vec<Published>),
     /// The `Idempotency-Key` was used before for another request.
     Conflict,
-}
-
-/// An `Idempotency-Key` as the log records it: digests of the caller and key, and of the
-/// request, and how long to remember it.
-#[derive(Debug, Clone)]
-pub(crate) struct LoggedKey {
-    pub key: String,
-    pub fingerprint: String,
-    pub window_ms: u64,
-}
-
-impl LoggedKey {
-    pub fn new(scope: &str, key: &str, endpoint: &str, body: &[u8], window: Duration) -> Self {
-        let digest = |parts: &[&[u8]]| {
-            let mut h = Sha256::new();
-            for p in parts {
-                h.update((p.len() as u64).to_le_bytes());
-                h.update(p);
-            }
-            h.finalize()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        };
-        Self {
-            key: digest(&[scope.as_bytes(), key.as_bytes()]),
-            fingerprint: digest(&[endpoint.as_bytes(), body]),
-            window_ms: u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1),
-        }
-    }
 }
 
 /// One entry of the log as the hub reads it, whichever broker holds it.
@@ -673,329 +606,4 @@ fn gap_reset(marker: EventId, before: EventId) -> StoredEvent {
         unix_ms(),
         frame.freeze(),
     )
-}
-
-/// Reads the log from the last applied id, forever (until the hub is dropped).
-async fn tail(cluster: Arc<Cluster>, hub: Weak<Inner>) {
-    match &cluster.log {
-        Log::Redis(broker) => tail_redis(Arc::clone(&cluster), Arc::clone(broker), hub).await,
-        Log::Nats(nats) => tail_nats(Arc::clone(&cluster), Arc::clone(nats), hub).await,
-    }
-}
-
-/// Hands entries read by a tail to the window and the fan-out: fanned out on the tail's own
-/// task, in one run per read (no task spawned per batch), as a publisher's own task does on a
-/// single node. False once the hub is gone.
-fn deliver(cluster: &Cluster, hub: &Weak<Inner>, entries: Vec<LogEntry>) -> bool {
-    let Some(hub) = hub.upgrade() else {
-        return false;
-    };
-    if hub.append_inline(|| cluster.apply(&hub, entries)) {
-        hub.run_fanout();
-    }
-    true
-}
-
-/// Notes a tail (re)connection, after the continuity check passed.
-fn tail_resumed(cluster: &Cluster, first: &mut bool) {
-    if !*first {
-        cluster.tail_reconnects.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(applied = %cluster.applied(), "the tail resumed");
-    }
-    *first = false;
-    cluster.tail_up.store(true, Ordering::Release);
-}
-
-/// Notes that the log's continuity was checked on the broker connection as it is now.
-fn verified(cluster: &Cluster, generation: u64) {
-    cluster.verified.store(generation, Ordering::Release);
-}
-
-async fn tail_redis(cluster: Arc<Cluster>, broker: Arc<Broker>, hub: Weak<Inner>) {
-    let mut conn = None;
-    let mut first = true;
-    loop {
-        if hub.strong_count() == 0 {
-            return;
-        }
-        let Some(c) = conn.as_mut() else {
-            match broker.tail_connection().await {
-                Ok(c) => {
-                    if !broker.is_up() {
-                        // The command connection is still reconnecting; wait for it, so the
-                        // continuity check below can run.
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        broker.mark_down();
-                        continue;
-                    }
-                    if cluster.check_continuity().await.is_err() {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                    conn = Some(c);
-                    tail_resumed(&cluster, &mut first);
-                }
-                Err(_) => {
-                    cluster.tail_up.store(false, Ordering::Release);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-            continue;
-        };
-        let from = entry::stream_of_id(cluster.applied());
-        let read: Result<redis::Value, redis::RedisError> = redis::cmd("XREAD")
-            .arg("COUNT")
-            .arg(TAIL_COUNT)
-            .arg("BLOCK")
-            .arg(u64::try_from(broker::TAIL_BLOCK.as_millis()).unwrap_or(1000))
-            .arg("STREAMS")
-            .arg(&broker.keys.log)
-            .arg(&from)
-            .query_async(c)
-            .await;
-        match read {
-            Ok(reply) => {
-                let entries: Vec<LogEntry> = broker::read_entries(reply)
-                    .into_iter()
-                    .filter_map(LogEntry::from_redis)
-                    .collect();
-                if !entries.is_empty() && !deliver(&cluster, &hub, entries) {
-                    return;
-                }
-            }
-            Err(err) => {
-                tracing::warn!(%err, "the tail lost the broker; resuming from {from}");
-                conn = None;
-                cluster.tail_up.store(false, Ordering::Release);
-                broker.mark_down();
-            }
-        }
-    }
-}
-
-async fn tail_nats(cluster: Arc<Cluster>, nats: Arc<nats::NatsLog>, hub: Weak<Inner>) {
-    use futures_util::{FutureExt as _, StreamExt as _};
-    let mut first = true;
-    loop {
-        if hub.strong_count() == 0 {
-            return;
-        }
-        if !nats.is_up() {
-            cluster.tail_up.store(false, Ordering::Release);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        }
-        let generation = nats.connects();
-        if let Err(err) = cluster.check_continuity().await {
-            tracing::warn!(%err, "cannot check the cluster log; retrying");
-            cluster.tail_up.store(false, Ordering::Release);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        }
-        let following = tokio::time::timeout(Duration::from_secs(5), nats.tail(cluster.applied()));
-        let mut messages = match following.await {
-            Ok(Ok(m)) => m,
-            Err(_) => {
-                tracing::warn!("following the cluster log timed out; retrying");
-                cluster.tail_up.store(false, Ordering::Release);
-                continue;
-            }
-            Ok(Err(err)) => {
-                tracing::warn!(%err, "cannot follow the cluster log; retrying");
-                cluster.tail_up.store(false, Ordering::Release);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        verified(&cluster, generation);
-        tail_resumed(&cluster, &mut first);
-        let connects = generation;
-        let epoch = nats.epoch();
-        loop {
-            // Wake at least every second to notice an outage (the ordered consumer itself
-            // waits through one) and a dropped hub.
-            let next = tokio::time::timeout(Duration::from_secs(1), messages.next()).await;
-            if hub.strong_count() == 0 {
-                return;
-            }
-            let message = match next {
-                Err(_) => {
-                    // A server that went away and came back (it may have come back empty), or
-                    // a new epoch of the log: follow it with a new consumer, after the
-                    // continuity check.
-                    let up = nats.is_up();
-                    let changed = nats.connects() != connects || nats.epoch() != epoch;
-                    cluster.tail_up.store(up && !changed, Ordering::Release);
-                    if up && changed {
-                        break;
-                    }
-                    continue;
-                }
-                Ok(Some(Ok(m))) => m,
-                Ok(Some(Err(err))) => {
-                    tracing::warn!(%err, "the tail lost the broker");
-                    break;
-                }
-                Ok(None) => break,
-            };
-            cluster.tail_up.store(true, Ordering::Release);
-            let mut entries = Vec::new();
-            let mut take = |m: async_nats::jetstream::Message| {
-                if let Ok(info) = m.info() {
-                    let seq = info.stream_sequence;
-                    let headers = m.headers.clone().unwrap_or_default();
-                    entries.extend(nats::entries_of(nats.epoch(), seq, &headers, &m.payload));
-                }
-            };
-            take(message);
-            // Whatever else is already here goes in the same run.
-            for _ in 0..TAIL_COUNT {
-                match messages.next().now_or_never() {
-                    Some(Some(Ok(m))) => take(m),
-                    _ => break,
-                }
-            }
-            if !deliver(&cluster, &hub, entries) {
-                return;
-            }
-        }
-        cluster.tail_up.store(false, Ordering::Release);
-    }
-}
-
-/// Learns the tasks of the cluster from the newest [`WINDOW_EVENTS`] entries of the log (a
-/// node that starts knows the tasks updated since; the table ignores a state older than the
-/// one the tail already applied).
-async fn learn_tasks(cluster: Arc<Cluster>, hub: Weak<Inner>) {
-    let Ok(entries) = cluster.log.recent(WINDOW_EVENTS).await else {
-        return;
-    };
-    let Some(inner) = hub.upgrade() else { return };
-    for raw in entries {
-        let Some(decoded) = raw.event.as_deref().and_then(entry::decode) else {
-            continue;
-        };
-        // Only task events are stamped (the rest of the look back is skipped as read).
-        let is_task = decoded
-            .event
-            .parts()
-            .topics
-            .last()
-            .is_some_and(|t| &**t == crate::tasks::TASK_TOPIC);
-        if is_task {
-            inner
-                .tasks
-                .observe(&decoded.event.stamp(raw.id, decoded.published_ms));
-        }
-    }
-}
-
-/// Renews the lease and shares counts every [`HEARTBEAT`]; follows retention and the log's
-/// continuity.
-async fn heartbeat(cluster: Arc<Cluster>, hub: Weak<Inner>) {
-    let mut tick = tokio::time::interval(HEARTBEAT);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(inner) = hub.upgrade() else { return };
-        if !cluster.log.is_up() {
-            continue;
-        }
-        let snapshot = {
-            let registry = inner.registry();
-            let users: serde_json::Map<String, serde_json::Value> = registry
-                .user_counts()
-                .map(|(u, n)| (u.to_owned(), n.into()))
-                .collect();
-            let topics: serde_json::Map<String, serde_json::Value> = registry
-                .pattern_counts()
-                .map(|(t, n)| (t.to_owned(), n.into()))
-                .collect();
-            serde_json::json!({
-                "node": cluster.node,
-                "total": registry.conns.len(),
-                "users": users,
-                "topics": topics,
-            })
-            .to_string()
-        };
-        drop(inner);
-        if let Ok(snapshots) = cluster.log.heartbeat(&cluster.node, LEASE, &snapshot).await {
-            let mut others = Others::default();
-            for snap in snapshots {
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(&snap) else {
-                    continue;
-                };
-                others.nodes += 1;
-                others.total += v["total"].as_u64().unwrap_or(0) as usize;
-                for (field, into) in [("users", &mut others.users), ("topics", &mut others.topics)]
-                {
-                    if let Some(map) = v[field].as_object() {
-                        for (k, n) in map {
-                            *into.entry(k.clone()).or_default() += n.as_u64().unwrap_or(0) as usize;
-                        }
-                    }
-                }
-            }
-            *cluster.others.write() = others;
-        }
-        if let Ok(floor) = cluster.log.floor().await {
-            cluster.floor.fetch_max(floor.as_u64(), Ordering::AcqRel);
-        }
-        if let Some(age) = cluster.max_age {
-            let age = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
-            let _ = cluster.log.trim_before(unix_ms().saturating_sub(age)).await;
-        }
-        if cluster.tail_up.load(Ordering::Acquire) {
-            let _ = cluster.check_continuity().await;
-        }
-    }
-}
-
-/// The history a cluster node replays from: its window, then the log.
-pub(crate) struct ClusterStore(pub Arc<Cluster>);
-
-impl HistoryStore for ClusterStore {
-    fn append(&self, _events: Vec<Arc<StoredEvent>>, on_durable: OnDurable) {
-        on_durable(Err(StoreError::Unavailable(
-            "in cluster mode events are appended to the shared log".into(),
-        )));
-    }
-
-    fn read(
-        &self,
-        after: EventId,
-        upto: EventId,
-        filter: &ReplayFilter<'_>,
-        limit: usize,
-    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
-        let cluster = &self.0;
-        if after.as_u64() < cluster.floor.load(Ordering::Acquire) {
-            return Err(StoreError::Gap(after));
-        }
-        match cluster.window.read(after, upto, filter, limit) {
-            Err(StoreError::Gap(_)) => {}
-            other => return other,
-        }
-        // The hub reads a store whose reads block on its blocking pool (`reads_block`),
-        // where waiting on the runtime that drives the broker's connection is allowed.
-        cluster
-            .runtime
-            .block_on(cluster.read_log(after, upto, filter, limit))
-    }
-
-    fn bounds(&self) -> Bounds {
-        Bounds {
-            floor: EventId::from_u64(self.0.floor.load(Ordering::Acquire)),
-            newest: self.0.applied(),
-        }
-    }
-
-    fn size(&self) -> (usize, usize) {
-        self.0.window.size()
-    }
-
-    fn render_metrics(&self, out: &mut String) {
-        self.0.render_metrics(out);
-    }
 }

@@ -402,96 +402,6 @@ impl Hub {
         self.publish(event).await
     }
 
-    /// Creates a task reporting to its user and/or topic: publishes its first `progress`
-    /// event (`pending`, 0) and returns its state.
-    pub async fn create_task(&self, task: NewTask) -> Result<TaskInfo, TaskError> {
-        if task.user.is_none() && task.topic.is_none() {
-            return Err(TaskError::Invalid(
-                "a task needs a user or a topic to report to".into(),
-            ));
-        }
-        if let Some(m) = &task.message {
-            crate::tasks::check_message(m)?;
-        }
-        let id = crate::tasks::new_task_id();
-        let info = TaskInfo {
-            task_id: id.clone(),
-            progress: 0,
-            status: crate::tasks::TaskStatus::Pending,
-            message: task.message.clone(),
-            result: None,
-            user: task.user.clone(),
-            topic: task.topic.clone(),
-            created_ms: 0,
-            updated_ms: 0,
-            last_event_id: String::new(),
-        };
-        self.publish_task(&info).await?;
-        if let Some(ttl) = task.ttl {
-            self.inner.tasks.keep(&id, ttl);
-        }
-        Ok(self.inner.tasks.get(&id).unwrap_or(info))
-    }
-
-    /// Updates a task (see `tasks` for the rules) and publishes its `progress` event.
-    pub async fn update_task(&self, task: &str, update: TaskUpdate) -> Result<TaskInfo, TaskError> {
-        let lock = self
-            .inner
-            .tasks
-            .update_lock(task)
-            .ok_or_else(|| TaskError::NotFound(task.to_owned()))?;
-        let _one_at_a_time = lock.lock().await;
-        let current = self
-            .inner
-            .tasks
-            .get(task)
-            .ok_or_else(|| TaskError::NotFound(task.to_owned()))?;
-        let next = crate::tasks::apply_update(&current, &update)?;
-        self.publish_task(&next).await?;
-        let now = self.inner.tasks.get(task).unwrap_or(next);
-        if now.status.is_finished() {
-            // Sent by the node that took the update, so once per cluster.
-            self.inner
-                .webhooks
-                .notify(crate::webhooks::WebhookEvent::TaskFinished, || {
-                    serde_json::to_value(&now).unwrap_or_default()
-                });
-        }
-        Ok(now)
-    }
-
-    /// A task's state, if the hub knows it.
-    pub fn task(&self, task: &str) -> Option<TaskInfo> {
-        self.inner.tasks.get(task)
-    }
-
-    /// Every task the hub knows (live, and finished within their retention), oldest first: a
-    /// backend that restarts finds its unfinished jobs here.
-    pub fn tasks(&self) -> Vec<TaskInfo> {
-        self.inner.tasks.all()
-    }
-
-    /// The tasks reporting to `user`, newest first.
-    pub fn tasks_of_user(&self, user: &str) -> Vec<TaskInfo> {
-        self.inner.tasks.of_user(user)
-    }
-
-    async fn publish_task(&self, info: &TaskInfo) -> Result<(), TaskError> {
-        let mut event = Publish::to_everyone();
-        event.broadcast = false;
-        event.topics.extend(info.topic.clone());
-        event.users.extend(info.user.clone());
-        event.event = Some(crate::tasks::PROGRESS_EVENT.to_owned());
-        event.payload = crate::publish::Payload::Json(crate::tasks::progress_json(info));
-        let limits = PublishLimits {
-            max_event_bytes: self.inner.config.max_event_bytes,
-            max_targets: self.inner.config.max_targets,
-        };
-        let prepared = event.prepare_system(&limits, crate::tasks::TASK_TOPIC)?;
-        self.publish_prepared(vec![prepared]).await?;
-        Ok(())
-    }
-
     /// Ends the stream with this client id (`DELETE /clients/{id}`); false if none is open.
     pub fn disconnect(&self, client_id: &str) -> bool {
         let registry = self.inner.registry.read();
@@ -592,107 +502,6 @@ impl Inner {
         Ok(rx)
     }
 
-    /// Admits and registers a subscriber, deciding where its replay ends and its live queue
-    /// starts under the fan-out lock.
-    pub fn subscribe(self: &Arc<Self>, spec: SubscribeSpec) -> Result<Subscription, Limit> {
-        let limits = Limits {
-            total: self.config.max_connections,
-            per_user: self.config.max_connections_per_user,
-            per_ip: self.config.max_connections_per_ip,
-        };
-        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
-        let client_id: Arc<str> = Arc::from(format!("{key:x}-{:08x}", rand::random::<u32>()));
-        let mut prelude = BytesMut::with_capacity(256);
-        prelude.extend_from_slice(&tidings_wire::encode_retry(
-            u64::try_from(self.config.retry.as_millis()).unwrap_or(u64::MAX),
-        ));
-        let connected = format!("{{\"clientId\":\"{client_id}\"}}");
-        let connected = tidings_wire::Event::new(&connected).with_event("connected");
-        let _ = connected.encode_into(&mut prelude);
-
-        let fanned_out = self.fanned_out.lock();
-        let mut registry = self.registry.write();
-        // Checked under the registry lock that `drain` iterates under: a stream is either
-        // refused here or registered before `drain` looks, so none is left open.
-        if self.is_draining() {
-            return Err(Limit::Draining);
-        }
-        if let Err(limit) = registry.admit(limits, spec.user.as_deref(), spec.ip) {
-            self.metrics.rejected_limit.inc();
-            return Err(limit);
-        }
-        let newest = *fanned_out;
-        let floor = self.history.bounds().floor;
-        let mut replay = None;
-        // Where the subscriber's position is kept (no reset): the tasks snapshot skips what
-        // its replay brings.
-        let mut resumed_at = None;
-        if let Some(given) = spec.last_event_id.as_deref().filter(|s| !s.is_empty()) {
-            let reason = match EventId::parse(given) {
-                None => Some("unknown-id"),
-                Some(id) if id > newest => Some("unknown-id"),
-                Some(id) if id < floor => Some("history-gap"),
-                Some(id) => {
-                    if id < newest {
-                        replay = Some((id, newest));
-                    }
-                    resumed_at = Some(id);
-                    None
-                }
-            };
-            if let Some(reason) = reason {
-                let data =
-                    serde_json::json!({ "reason": reason, "lastEventId": given }).to_string();
-                let newest_text = newest.to_string();
-                let _ = tidings_wire::Event::new(&data)
-                    .with_event("reset")
-                    .with_id(&newest_text)
-                    .encode_into(&mut prelude);
-                if reason == "unknown-id" {
-                    self.metrics.resets_unknown_id.inc();
-                } else {
-                    self.metrics.resets_history_gap.inc();
-                }
-            }
-        }
-        // The live tasks this subscriber may see, as of `newest`.
-        self.tasks.snapshot(
-            &spec.patterns,
-            spec.user.as_deref(),
-            resumed_at,
-            &mut prelude,
-        );
-        let mut conn = Conn::new(
-            key,
-            client_id,
-            spec.user,
-            spec.ip,
-            spec.patterns.into(),
-            spec.exp,
-            self.config.queue_bytes,
-            newest,
-        );
-        conn.protocol = spec.protocol;
-        let conn = Arc::new(conn);
-        registry.insert(Arc::clone(&conn));
-        self.open_streams.set(registry.conns.len());
-        drop(registry);
-        if let Some(exp) = conn.exp {
-            self.expiring.lock().insert((exp, conn.key));
-        }
-        drop(fanned_out);
-        self.system_connected(&conn);
-        if replay.is_some() {
-            self.metrics.replays.inc();
-        }
-        self.metrics.connections_opened.inc();
-        Ok(Subscription::new(
-            Arc::clone(self),
-            conn,
-            Stream::new(prelude.freeze(), replay),
-        ))
-    }
-
     pub fn unregister(&self, conn: &Conn) {
         if let Some(cluster) = &self.cluster {
             cluster.release(conn.key);
@@ -707,34 +516,6 @@ impl Inner {
             self.metrics.connections_closed.inc();
             self.system_disconnected(conn);
         }
-    }
-
-    /// Rebuilds the table of tasks from the history's `$tasks` events (a restart, or a crash).
-    fn recover_tasks(&self) {
-        let Ok(pattern) = Pattern::parse(crate::tasks::TASK_TOPIC) else {
-            return;
-        };
-        let patterns = [pattern];
-        let filter = crate::history::ReplayFilter {
-            patterns: &patterns,
-            user: None,
-        };
-        let bounds = self.history.bounds();
-        let mut after = bounds.floor;
-        loop {
-            let Ok(page) = self.history.read(after, bounds.newest, &filter, 4096) else {
-                return;
-            };
-            let Some(last) = page.last().map(|e| e.id) else {
-                break;
-            };
-            for event in &page {
-                self.tasks.observe(event);
-            }
-            after = last;
-        }
-        self.tasks
-            .expire(u64::try_from(unix_now().as_millis()).unwrap_or(u64::MAX));
     }
 
     /// A receiver of the newest id fanned out.
@@ -779,71 +560,12 @@ impl Inner {
     pub fn registry(&self) -> parking_lot::RwLockReadGuard<'_, Registry> {
         self.registry.read()
     }
-
-    /// Ends every stream whose token expired at or before `now` (Unix seconds).
-    fn expire(&self, now: u64) {
-        let mut due = Vec::new();
-        {
-            let mut expiring = self.expiring.lock();
-            while expiring.first().is_some_and(|(exp, _)| *exp <= now) {
-                if let Some((_, key)) = expiring.pop_first() {
-                    due.push(key);
-                }
-            }
-        }
-        if due.is_empty() {
-            return;
-        }
-        let registry = self.registry.read();
-        for key in due {
-            if let Some(conn) = registry.conns.get(&key) {
-                if conn.is_open() {
-                    conn.close(CloseReason::Expired);
-                    self.metrics.expired_disconnects.inc();
-                }
-            }
-        }
-    }
-}
-
-/// Heartbeats and token expiry for all streams, from one task, so an idle stream has no timer.
-///
-/// Every `--heartbeat` each stream that had nothing queued during the last period gets a
-/// heartbeat comment; between beats an idle stream costs nothing. Once a second, streams whose
-/// token expired are ended (found through a heap ordered by expiry, not by a scan).
-async fn housekeeping(hub: Weak<Inner>) {
-    let Some(heartbeat) = hub.upgrade().map(|h| h.config.heartbeat) else {
-        return;
-    };
-    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
-    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut expiry = tokio::time::interval(Duration::from_millis(250).min(heartbeat));
-    expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut stats = tokio::time::interval(Duration::from_secs(1));
-    stats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = beat.tick() => {
-                let Some(hub) = hub.upgrade() else { return };
-                let registry = hub.registry.read();
-                for conn in registry.conns.values() {
-                    conn.beat(&hub.heartbeat_frame);
-                }
-            }
-            _ = expiry.tick() => {
-                let Some(hub) = hub.upgrade() else { return };
-                hub.expire(unix_now().as_secs());
-                hub.tasks.expire(u64::try_from(unix_now().as_millis()).unwrap_or(u64::MAX));
-                hub.flush_presence();
-            }
-            _ = stats.tick() => {
-                let Some(hub) = hub.upgrade() else { return };
-                hub.send_stats();
-            }
-        }
-    }
 }
 
 mod fanout;
+mod housekeeping;
+use self::housekeeping::housekeeping;
+mod subscribe;
+mod tasks;
 #[cfg(test)]
 mod tests;

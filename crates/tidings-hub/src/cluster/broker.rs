@@ -24,6 +24,9 @@ use redis::{AsyncConnectionConfig, RedisError, Script, Value};
 use tokio::sync::mpsc;
 
 use super::commit;
+use super::reply::split_ids;
+pub(crate) use super::reply::{entries, read_entries, text, LogInfo, RawEntry};
+use super::scripts::{ACQUIRE, HEARTBEAT, MARK_GAP, PUBLISH, RELEASE};
 
 use crate::config::DurabilityMode;
 
@@ -33,111 +36,6 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long the tail's blocking read waits for new entries.
 pub(crate) const TAIL_BLOCK: Duration = Duration::from_millis(1000);
-
-/// Publish batches, one or more (concurrent publishes share one call: see `Committer`). Each
-/// batch is written atomically and its events are consecutive in the log. With an
-/// idempotency key, a key already used answers with what it published.
-///
-/// KEYS: the log, then one idempotency key per batch ('' for none). ARGV: the stream's
-/// MAXLEN ('0': none), the number of batches, then per batch: its origin, the fingerprint,
-/// the key's window (ms), its event count and its events. Returns, per batch, 1 and the new
-/// ids joined by ',', or 0 and the key's record (`fingerprint|ids`).
-const PUBLISH: &str = r"
-local maxlen = ARGV[1]
-local out = {}
-local a = 3
-for b = 1, tonumber(ARGV[2]) do
-  local key = KEYS[b + 1]
-  local origin, fingerprint, window, count = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
-  a = a + 4
-  local prior = false
-  if key ~= '' then prior = redis.call('GET', key) end
-  if prior then
-    out[#out + 1] = 0
-    out[#out + 1] = prior
-  else
-    local ids = {}
-    for i = a, a + count - 1 do
-      if maxlen == '0' then
-        ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'o', origin, 'e', ARGV[i])
-      else
-        ids[#ids + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'o', origin, 'e', ARGV[i])
-      end
-    end
-    local joined = table.concat(ids, ',')
-    if key ~= '' then
-      redis.call('SET', key, fingerprint .. '|' .. joined, 'PX', window)
-    end
-    out[#out + 1] = 1
-    out[#out + 1] = joined
-  end
-  a = a + count
-end
-return out
-";
-
-/// The log lost data: the first node to notice writes one gap marker and a new epoch; the
-/// others find the epoch changed and adopt it. Returns the epoch in force.
-const MARK_GAP: &str = r"
-local current = redis.call('GET', KEYS[1])
-if (current == false and ARGV[1] ~= '') or current == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2])
-  redis.call('XADD', KEYS[2], '*', 'gap', ARGV[2])
-  return ARGV[2]
-end
-if current == false then
-  redis.call('SET', KEYS[1], ARGV[2])
-  return ARGV[2]
-end
-return current
-";
-
-/// Takes a connection slot for a user if the live nodes' counts leave room. KEYS: the
-/// user's hash, the live-node set. ARGV: this node, the limit.
-const ACQUIRE: &str = r"
-local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local counts = redis.call('HGETALL', KEYS[1])
-local total = 0
-for i = 1, #counts, 2 do
-  local node, n = counts[i], tonumber(counts[i + 1])
-  local lease = redis.call('ZSCORE', KEYS[2], node)
-  if node == ARGV[1] or (lease and tonumber(lease) > now_ms) then
-    total = total + n
-  else
-    redis.call('HDEL', KEYS[1], node)
-  end
-end
-if total >= tonumber(ARGV[2]) then return 0 end
-redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-return 1
-";
-
-/// Gives a slot back. KEYS: the user's hash. ARGV: this node.
-const RELEASE: &str = r"
-local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
-if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
-return n
-";
-
-/// Renews this node's lease and snapshot; returns every live node's snapshot. KEYS: the
-/// live-node set, this node's snapshot key. ARGV: this node, lease ms, snapshot, prefix.
-const HEARTBEAT: &str = r"
-local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[2]), ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
-redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
-local live = redis.call('ZRANGE', KEYS[1], 0, -1)
-local out = {}
-for _, node in ipairs(live) do
-  if node ~= ARGV[1] then
-    local snap = redis.call('GET', ARGV[4] .. ':node:' .. node)
-    if snap then out[#out + 1] = snap end
-  end
-end
-return out
-";
 
 /// Why a command failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -197,29 +95,6 @@ impl Keys {
     pub fn user(&self, user: &str) -> String {
         format!("{}:user:{user}", self.prefix)
     }
-}
-
-/// One entry read from the log.
-#[derive(Debug)]
-pub(crate) struct RawEntry {
-    /// Its stream id.
-    pub id: String,
-    /// `o`: the publishing node and batch.
-    pub origin: Option<Vec<u8>>,
-    /// `e`: the event.
-    pub event: Option<Vec<u8>>,
-    /// `gap`: a gap marker, with the epoch it started.
-    pub gap: bool,
-}
-
-/// What `XINFO STREAM` says about the log.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct LogInfo {
-    pub last_generated: String,
-    pub max_deleted: String,
-    pub first: String,
-    pub length: u64,
-    pub added: u64,
 }
 
 /// What a publish script did.
@@ -720,81 +595,5 @@ impl commit::Sink for Publisher {
                 }
             })
             .collect())
-    }
-}
-
-fn split_ids(text: &str) -> Vec<String> {
-    text.split(',')
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-/// A string reply.
-pub(crate) fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::Int(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// The entries of an `XRANGE` reply (`[[id, [field, value, ...]], ...]`), taking the
-/// field values out of the reply (no copy).
-pub(crate) fn entries(v: Value) -> Vec<RawEntry> {
-    let Value::Array(items) = v else {
-        return Vec::new();
-    };
-    items
-        .into_iter()
-        .filter_map(|item| {
-            let Value::Array(pair) = item else {
-                return None;
-            };
-            let mut pair = pair.into_iter();
-            let id = text(&pair.next()?)?;
-            let mut entry = RawEntry {
-                id,
-                origin: None,
-                event: None,
-                gap: false,
-            };
-            if let Some(Value::Array(fields)) = pair.next() {
-                let mut fields = fields.into_iter();
-                while let (Some(k), Some(v)) = (fields.next(), fields.next()) {
-                    let (Value::BulkString(k), Value::BulkString(v)) = (k, v) else {
-                        continue;
-                    };
-                    match k.as_slice() {
-                        b"o" => entry.origin = Some(v),
-                        b"e" => entry.event = Some(v),
-                        b"gap" => entry.gap = true,
-                        _ => {}
-                    }
-                }
-            }
-            Some(entry)
-        })
-        .collect()
-}
-
-/// The entries of an `XREAD` reply for one stream (`[[key, [entries]]]`), or none (timeout).
-pub(crate) fn read_entries(v: Value) -> Vec<RawEntry> {
-    match v {
-        Value::Array(streams) => streams
-            .into_iter()
-            .next()
-            .and_then(|s| match s {
-                Value::Array(pair) => pair.into_iter().nth(1).map(entries),
-                _ => None,
-            })
-            .unwrap_or_default(),
-        Value::Map(map) => map
-            .into_iter()
-            .next()
-            .map(|(_, e)| entries(e))
-            .unwrap_or_default(),
-        _ => Vec::new(),
     }
 }

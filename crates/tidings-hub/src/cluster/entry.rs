@@ -9,6 +9,7 @@
 //! The layout is written by hand: it is six fields read on every node for every event, and a
 //! general serializer would add a dependency and a copy for no gain.
 
+use sha2::Digest as _;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -103,6 +104,42 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Decoded> {
         event: Prepared::from_parts(topics.into(), users.into(), flags & BROADCAST != 0, frame),
         published_ms,
     })
+}
+
+/// An `Idempotency-Key` as the log records it: digests of the caller and key, and of the
+/// request, and how long to remember it.
+#[derive(Debug, Clone)]
+pub(crate) struct LoggedKey {
+    pub key: String,
+    pub fingerprint: String,
+    pub window_ms: u64,
+}
+
+impl LoggedKey {
+    pub fn new(
+        scope: &str,
+        key: &str,
+        endpoint: &str,
+        body: &[u8],
+        window: std::time::Duration,
+    ) -> Self {
+        let digest = |parts: &[&[u8]]| {
+            let mut h = sha2::Sha256::new();
+            for p in parts {
+                h.update((p.len() as u64).to_le_bytes());
+                h.update(p);
+            }
+            h.finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        Self {
+            key: digest(&[scope.as_bytes(), key.as_bytes()]),
+            fingerprint: digest(&[endpoint.as_bytes(), body]),
+            window_ms: u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -22,13 +22,11 @@
 //!   compare-and-set with `Nats-Expected-Last-Subject-Sequence`). Plain streams rather than
 //!   the client's key-value API, which needs a newer server than Debian's (2.9).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
 use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::StreamExt;
 
 use tokio::sync::mpsc;
 
@@ -36,6 +34,8 @@ use super::broker::BrokerError;
 use super::commit;
 use super::log::Appended;
 use super::LogEntry;
+
+mod leases;
 use crate::config::DurabilityMode;
 use crate::event::EventId;
 
@@ -540,130 +540,6 @@ impl NatsLog {
             .await
             .map_err(|e| down(format!("cannot follow the cluster log: {e}")))
     }
-
-    async fn side(&self, suffix: &str) -> Result<stream::Stream, BrokerError> {
-        self.get(&format!("{}_{suffix}", self.name)).await
-    }
-
-    /// The subjects holding a message in a side stream.
-    async fn subjects(&self, suffix: &str) -> Result<Vec<String>, BrokerError> {
-        let stream = self.side(suffix).await?;
-        let mut listed = stream
-            .info_with_subjects(format!("{}.{suffix}.*", self.name))
-            .await
-            .map_err(|e| down(e.to_string()))?;
-        let mut out = Vec::new();
-        while let Some(item) = listed.next().await {
-            if let Ok((subject, _)) = item {
-                out.push(subject);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Renews this node's snapshot; the other live nodes' snapshots.
-    pub async fn heartbeat(&self, node: &str, snapshot: &str) -> Result<Vec<String>, BrokerError> {
-        let mine = format!("{}.nodes.{node}", self.name);
-        self.js
-            .publish(mine.clone(), Bytes::from(snapshot.to_owned()))
-            .await
-            .map_err(|e| down(e.to_string()))?
-            .await
-            .map_err(|e| down(e.to_string()))?;
-        let stream = self.side("nodes").await?;
-        let mut out = Vec::new();
-        for subject in self.subjects("nodes").await? {
-            if subject == mine {
-                continue;
-            }
-            if let Ok(m) = stream.direct_get_last_for_subject(subject).await {
-                out.push(String::from_utf8_lossy(&m.payload).into_owned());
-            }
-        }
-        Ok(out)
-    }
-
-    /// Leaves the live set.
-    pub async fn leave(&self, node: &str) -> Result<(), BrokerError> {
-        self.side("nodes")
-            .await?
-            .purge()
-            .filter(format!("{}.nodes.{node}", self.name))
-            .await
-            .map(|_| ())
-            .map_err(|e| down(e.to_string()))
-    }
-
-    /// Changes `user`'s count on `node` by `delta` (compare-and-set); with `limit`, only if the
-    /// live nodes' total stays within it. Whether it changed.
-    async fn adjust(
-        &self,
-        node: &str,
-        user: &str,
-        delta: i64,
-        limit: Option<usize>,
-    ) -> Result<bool, BrokerError> {
-        let subject = format!("{}.users.{}", self.name, user_key(user));
-        let stream = self.side("users").await?;
-        for _ in 0..16 {
-            let (mut counts, last): (HashMap<String, i64>, u64) = match stream
-                .direct_get_last_for_subject(subject.clone())
-                .await
-            {
-                Ok(m) => (
-                    serde_json::from_slice(&m.payload).unwrap_or_default(),
-                    m.sequence,
-                ),
-                Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => (HashMap::new(), 0),
-                Err(e) => return Err(down(e.to_string())),
-            };
-            if let Some(limit) = limit {
-                let prefix = format!("{}.nodes.", self.name);
-                let live: Vec<String> = self
-                    .subjects("nodes")
-                    .await?
-                    .into_iter()
-                    .filter_map(|s| s.strip_prefix(&prefix).map(str::to_owned))
-                    .collect();
-                counts.retain(|n, _| n == node || live.contains(n));
-                let total: i64 = counts.values().sum();
-                if total >= i64::try_from(limit).unwrap_or(i64::MAX) {
-                    return Ok(false);
-                }
-            }
-            let n = counts.entry(node.to_owned()).or_default();
-            *n = (*n + delta).max(0);
-            counts.retain(|_, n| *n > 0);
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert(
-                "Nats-Expected-Last-Subject-Sequence",
-                last.to_string().as_str(),
-            );
-            let value = Bytes::from(serde_json::to_vec(&counts).unwrap_or_default());
-            let sent = self
-                .js
-                .publish_with_headers(subject.clone(), headers, value)
-                .await
-                .map_err(|e| down(e.to_string()))?;
-            if sent.await.is_ok() {
-                return Ok(true);
-            }
-        }
-        Err(down("too much contention on a user's connection count"))
-    }
-
-    pub async fn acquire(&self, node: &str, user: &str, limit: usize) -> Result<bool, BrokerError> {
-        self.adjust(node, user, 1, Some(limit)).await
-    }
-
-    pub async fn release(&self, node: &str, user: &str) -> Result<(), BrokerError> {
-        self.adjust(node, user, -1, None).await.map(|_| ())
-    }
-}
-
-/// A key-value key for a user id (which may hold any printable character): hex.
-fn user_key(user: &str) -> String {
-    user.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The entries of one payload.
@@ -739,42 +615,4 @@ fn origins_of(headers: &async_nats::HeaderMap, count: usize) -> Vec<Option<Vec<u
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_order_by_message_then_index() {
-        assert!(event_id(0, 1, 4095) < event_id(0, 2, 0));
-        assert!(
-            event_id(0, 1 << 30, 0) < event_id(1, 1, 0),
-            "a later epoch is later"
-        );
-        assert_eq!(seq_of(event_id(3, 7, 3)), 7);
-        assert_eq!(epoch_of(event_id(3, 7, 3)), 3);
-        assert_eq!(epoch_in(Some("tidings log, epoch 12")), 12);
-        let mut payload = BytesMut::new();
-        for e in [&b"ab"[..], b"", b"xyz"] {
-            payload.put_u32(e.len() as u32);
-            payload.extend_from_slice(e);
-        }
-        assert_eq!(split(&payload), vec![&b"ab"[..], b"", b"xyz"]);
-        assert!(split(&payload[..5]).is_empty(), "a cut entry is not read");
-    }
-
-    #[test]
-    fn a_message_of_several_publishes_gives_each_event_its_publish() {
-        let mut shared = async_nats::HeaderMap::new();
-        shared.insert("Tidings-Origins", "n1:4=2,n2:9=1");
-        let got = origins_of(&shared, 3);
-        let want: Vec<Option<Vec<u8>>> = ["n1:4", "n1:4", "n2:9"]
-            .iter()
-            .map(|o| Some(o.as_bytes().to_vec()))
-            .collect();
-        assert_eq!(got, want);
-        let mut single = async_nats::HeaderMap::new();
-        single.insert("Tidings-Origin", "n1:5");
-        assert_eq!(origins_of(&single, 2), vec![Some(b"n1:5".to_vec()); 2]);
-        // A list shorter than the payload leaves the rest without an origin.
-        assert_eq!(origins_of(&shared, 4)[3], None);
-    }
-}
+mod tests;
