@@ -291,3 +291,32 @@ async fn an_idle_keep_alive_publisher_does_not_hold_up_a_drain() {
     let status = hub.wait_exit(WAIT).await;
     assert!(status.success(), "a clean exit: {status:?}");
 }
+
+#[tokio::test]
+async fn an_idle_keep_alive_publisher_is_closed_after_the_header_timeout() {
+    // `serve`'s --header-timeout (an embedding app sets its own server's limits).
+    let hub = Hub::standard_binary(&["--header-timeout", "300ms"]);
+    let host = hub.addr().to_string();
+    let mut io = connect(hub.addr(), &Req::get("/")).await.expect("connect");
+    let mut carry = Vec::new();
+    // Two publishes a little apart (each well within the timeout) keep the connection.
+    for n in 0..2 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let body = format!("{{\"topic\":\"k\",\"data\":{n}}}");
+        io.write_all(publish_request(&host, &body, "").as_bytes())
+            .await
+            .expect("write");
+        let (head, _) = response(&mut io, &mut carry).await;
+        assert_eq!(head.status, 200);
+    }
+    // Then silence: closed once --header-timeout has passed.
+    let started = Instant::now();
+    assert!(
+        closed(&mut io).await,
+        "an idle keep-alive connection is closed"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "not before the timeout"
+    );
+}

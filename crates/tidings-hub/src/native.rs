@@ -26,7 +26,7 @@ use tokio::net::TcpStream;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use head::parse_head_for_fuzzing;
 pub(crate) use head::Rewind;
-use head::{parse_head, Head};
+use head::{parse_head, Head, PublishHead};
 
 use crate::admission::{add_cors, admit_stream, allowed_origin, CorsGrant};
 use crate::error::ApiError;
@@ -60,9 +60,11 @@ pub(crate) async fn first_request(
     slot: HttpConn,
 ) -> FirstRequest {
     let mut buf = BytesMut::with_capacity(1024);
-    // The head must arrive within --header-timeout of its first byte (of the connection, for
-    // the first request); between requests a connection may idle (until it is evicted).
-    let mut deadline = Some(tokio::time::Instant::now() + hub.config().header_timeout);
+    // --header-timeout bounds the first head (from the connection's start), the wait for a
+    // next request on a keep-alive connection, and that request's head from its first byte.
+    let timeout = hub.config().header_timeout;
+    let mut deadline = tokio::time::Instant::now() + timeout;
+    let mut idle = false;
     loop {
         match parse_head(&buf) {
             Head::Events { uri, headers } => {
@@ -71,21 +73,8 @@ pub(crate) async fn first_request(
                 serve_stream(hub, stream, peer, &uri, &headers).await;
                 return FirstRequest::Done;
             }
-            Head::Publish {
-                uri,
-                headers,
-                head_len,
-                length,
-                close,
-            } => {
+            Head::Publish(req) => {
                 let busy = slot.busy_handle().request();
-                let req = publish::Request {
-                    uri,
-                    headers,
-                    head_len,
-                    length,
-                    close,
-                };
                 // Boxed: the publish path's state would otherwise sit inline in every
                 // connection's task, streams included (`bench idle`: 36 bytes per stream).
                 let after = Box::pin(publish::serve(hub, &mut stream, &mut buf, req)).await;
@@ -94,7 +83,8 @@ pub(crate) async fn first_request(
                     let _ = stream.shutdown().await;
                     return FirstRequest::Done;
                 }
-                deadline = None;
+                idle = true;
+                deadline = tokio::time::Instant::now() + timeout;
                 continue;
             }
             Head::Other => return FirstRequest::Http(Rewind::new(buf.freeze(), stream), slot),
@@ -109,34 +99,23 @@ pub(crate) async fn first_request(
             }
             Head::Partial => {}
         }
-        let idle = buf.is_empty() && deadline.is_none();
+        let waiting = idle && buf.is_empty();
         use tokio::io::AsyncReadExt as _;
         let read = tokio::select! {
-            read = read_until(deadline, stream.read_buf(&mut buf)) => read,
+            read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)) => read.ok(),
             // Closed to make room for a newcomer (see `http_conns`).
             () = slot.evicted() => return FirstRequest::Done,
             // An idle keep-alive connection ends with the hub.
-            () = hub.draining_started(), if idle => return FirstRequest::Done,
+            () = hub.draining_started(), if waiting => return FirstRequest::Done,
         };
         match read {
             Some(Ok(n)) if n > 0 => {}
             // Closed, failed, or too slow to send its head (slow loris): drop it.
             _ => return FirstRequest::Done,
         }
-        if deadline.is_none() {
-            deadline = Some(tokio::time::Instant::now() + hub.config().header_timeout);
+        if std::mem::take(&mut idle) {
+            deadline = tokio::time::Instant::now() + timeout;
         }
-    }
-}
-
-/// `read`, given until `deadline` if there is one; `None` once it passed.
-async fn read_until<F: std::future::Future>(
-    deadline: Option<tokio::time::Instant>,
-    read: F,
-) -> Option<F::Output> {
-    match deadline {
-        Some(at) => tokio::time::timeout_at(at, read).await.ok(),
-        None => Some(read.await),
     }
 }
 

@@ -18,7 +18,7 @@ const MAX_HEADERS: usize = 64;
 /// The head parser, for the fuzz target (whether it took the native path).
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn parse_head_for_fuzzing(buf: &[u8]) -> bool {
-    matches!(parse_head(buf), Head::Events { .. } | Head::Publish { .. })
+    matches!(parse_head(buf), Head::Events { .. } | Head::Publish(_))
 }
 
 pub(crate) enum Head {
@@ -28,17 +28,20 @@ pub(crate) enum Head {
     },
     /// `POST /publish` over HTTP/1.1 with a `Content-Length` body (no chunked body, no
     /// `Expect`: hyper answers those).
-    Publish {
-        uri: Uri,
-        headers: HeaderMap,
-        /// Bytes of the head; the body follows.
-        head_len: usize,
-        length: usize,
-        /// The client asked to close after this request (`Connection: close`).
-        close: bool,
-    },
+    Publish(PublishHead),
     Other,
     Partial,
+}
+
+/// A `POST /publish` whose head is in the buffer.
+pub(crate) struct PublishHead {
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    /// Bytes of the head; the body follows.
+    pub head_len: usize,
+    pub length: usize,
+    /// The client asked to close after this request (`Connection: close`).
+    pub close: bool,
 }
 
 pub(crate) fn parse_head(buf: &[u8]) -> Head {
@@ -104,13 +107,13 @@ pub(crate) fn parse_head(buf: &[u8]) -> Head {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|token| token.trim().eq_ignore_ascii_case("close"));
-    Head::Publish {
+    Head::Publish(PublishHead {
         uri,
         headers,
         head_len,
         length,
         close,
-    }
+    })
 }
 
 /// A socket whose first bytes were already read: they are replayed to hyper first.
@@ -208,13 +211,13 @@ mod tests {
         let mut buf = head.to_vec();
         buf.extend_from_slice(b"{\"topic\":\"a\"}");
         match parse_head(&buf) {
-            Head::Publish {
+            Head::Publish(PublishHead {
                 uri,
                 head_len,
                 length,
                 close,
                 ..
-            } => {
+            }) => {
                 assert_eq!(uri.query(), Some("x=1"));
                 assert_eq!(head_len, head.len());
                 assert_eq!(length, 12);
@@ -223,7 +226,7 @@ mod tests {
             _ => panic!("POST /publish with a length must be native"),
         }
         match parse_head(b"POST /publish HTTP/1.1\r\nContent-Length: 0\r\n\r\n") {
-            Head::Publish { length, close, .. } => assert!(length == 0 && !close),
+            Head::Publish(head) => assert!(head.length == 0 && !head.close),
             _ => panic!("an empty body is still native (and refused as JSON later)"),
         }
     }

@@ -13,25 +13,17 @@
 use std::cell::RefCell;
 use std::time::{Duration, SystemTime};
 
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
+use super::PublishHead;
 use crate::admission::{add_cors, allowed_origin, check_dev_host, CorsGrant};
 use crate::body::{body_timeout, check_json_request};
 use crate::error::ApiError;
 use crate::http::{publish_body, publish_caller, Reply};
 use crate::hub::Hub;
-
-/// A `POST /publish` whose head is in the buffer.
-pub(super) struct Request {
-    pub uri: Uri,
-    pub headers: HeaderMap,
-    pub head_len: usize,
-    pub length: usize,
-    pub close: bool,
-}
 
 /// Whether the connection can take another request.
 pub(super) enum After {
@@ -44,7 +36,7 @@ pub(super) async fn serve(
     hub: &Hub,
     stream: &mut TcpStream,
     buf: &mut BytesMut,
-    req: Request,
+    req: PublishHead,
 ) -> After {
     let cors = allowed_origin(hub, &req.headers);
     let config = hub.config();
